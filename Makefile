@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (the test suite).
+# Both create .venv with the CPU build of torch 2.13.0 and the package (editable) on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUNDLE := bundles/thyroid_ultrasound_gambling
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint format clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Train the thyroid bundle on its synthetic dataset (generated on first run), validate every
+# epoch, evaluate on the test split and print the table of the six metrics.
+demo: install
+	cd $(BUNDLE) && ../../$(BIN)/python -m monai.bundle run \
+		--config_file "['configs/train.json','configs/demo.json']"
+	cd $(BUNDLE) && ../../$(BIN)/python -m monai.bundle run \
+		--config_file "['configs/train.json','configs/demo.json','configs/evaluate.json']"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(BUNDLE)/models $(BUNDLE)/eval $(BUNDLE)/data

@@ -1,0 +1,167 @@
+"""A per-image metrics report for evaluation runs: one CSV, one markdown table, printed."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from monai.utils import min_version, optional_import, string_list_all_gather
+
+from .figures import log_artifact_to_mlflow
+
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+    from monai.handlers import MLFlowHandler
+else:
+    Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+    MLFlowHandler = Any
+
+__all__ = ["MetricsReport", "format_summary_table", "summarize"]
+
+_STATS = ("mean", "std", "median", "min", "max")
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """Mean, standard deviation (population, ``ddof=0``), median, min and max of the finite values,
+    with ``n`` (all values), ``n_inf`` and ``n_nan``. The mean and std are ``inf`` when any value is
+    ``inf`` (a missed object must not vanish from a mean); NaN values are counted and left out."""
+    a = np.asarray(values, dtype=float)
+    finite = a[np.isfinite(a)]
+    n_inf, n_nan = int(np.isinf(a).sum()), int(np.isnan(a).sum())
+    out: dict[str, float] = {"n": int(a.size), "n_inf": n_inf, "n_nan": n_nan}
+    if finite.size == 0 and n_inf == 0:
+        return out | dict.fromkeys(_STATS, math.nan)
+    kept = a[~np.isnan(a)]
+    out["mean"] = float(kept.mean())
+    out["std"] = float(kept.std()) if n_inf == 0 else math.inf
+    out["median"] = float(np.median(kept))
+    out["min"] = float(kept.min())
+    out["max"] = float(kept.max())
+    return out
+
+
+def format_summary_table(summary: Mapping[str, Mapping[str, float]], digits: int = 4) -> str:
+    """A markdown table with one row per metric and the columns of :func:`summarize`."""
+    lines = [
+        "| metric | mean | std | median | min | max | n | inf | nan |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in summary.items():
+        cells = [f"{s[k]:.{digits}f}" if math.isfinite(s[k]) else str(s[k]) for k in _STATS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {s['n']} | {s['n_inf']} | {s['n_nan']} |")
+    return "\n".join(lines)
+
+
+class MetricsReport:
+    """At the end of an evaluation, write every image's metrics and their summary.
+
+    Reads the per-image values that MONAI's metric handlers keep in
+    ``engine.state.metric_details`` (``save_details=True``, the default) and the image IDs of
+    the decollated batches, gathered across ranks under DDP, and writes into ``output_dir``:
+
+    - ``metrics_per_image.csv``: one row per image, one column per metric (and class, when a
+      metric scores several classes);
+    - ``metrics_summary.md``: mean, std, median, min, max, and the counts of ``inf`` / NaN values
+      per metric (:func:`summarize`); it is also printed and logged to the MLflow run of
+      ``mlflow_handler``.
+
+    Args:
+        output_dir: folder of the two files.
+        metric_names: which metrics, in which order, with display names, e.g.
+            ``{"test_dice": "Dice", ...}``; None takes all in ``metric_details`` under their own names.
+        id_key: key of the image identifier in the decollated batch; falls back to the image's
+            ``filename_or_obj`` metadata.
+        image_key: key of the image (for the fallback).
+        title: a heading printed above the table.
+        mlflow_handler: the ``MLFlowHandler`` whose run receives the two files (None: files only).
+        print_table: print the table on stdout.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        metric_names: Mapping[str, str] | Sequence[str] | None = None,
+        id_key: str = "id",
+        image_key: str = "image",
+        title: str | None = None,
+        mlflow_handler: MLFlowHandler | None = None,
+        print_table: bool = True,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        if metric_names is not None and not isinstance(metric_names, Mapping):
+            metric_names = {m: m for m in metric_names}
+        self.metric_names = metric_names
+        self.id_key = id_key
+        self.image_key = image_key
+        self.title = title
+        self.mlflow_handler = mlflow_handler
+        self.print_table = print_table
+        self._ids: list[str] = []
+        self.summary: dict[str, dict[str, float]] = {}
+
+    def attach(self, engine: Engine) -> None:
+        """Register the ID collection and the writing on ``engine``."""
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _reset(self, engine: Engine) -> None:
+        self._ids = []
+
+    def _collect(self, engine: Engine) -> None:
+        batch = engine.state.batch
+        if isinstance(batch, dict):
+            raise ValueError("MetricsReport needs a decollated batch (decollate=True in the evaluator).")
+        for item in batch:
+            if self.id_key in item:
+                self._ids.append(str(item[self.id_key]))
+            else:
+                meta = getattr(item.get(self.image_key), "meta", {})
+                self._ids.append(str(meta.get("filename_or_obj", len(self._ids))))
+
+    def _write(self, engine: Engine) -> None:
+        details: dict[str, Any] = getattr(engine.state, "metric_details", {}) or {}
+        names = self.metric_names or {k: k for k in details}
+        missing = [k for k in names if k not in details]
+        if missing:
+            raise KeyError(
+                f"MetricsReport: no per-image values for {missing}; set save_details=True on those handlers."
+            )
+        ids = string_list_all_gather(self._ids) if idist.get_world_size() > 1 else self._ids
+        columns: dict[str, np.ndarray] = {}
+        for key, display in names.items():
+            v = details[key]
+            v = v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, dtype=float)
+            v = v.reshape(v.shape[0], -1)
+            if v.shape[0] != len(ids):
+                raise ValueError(f"MetricsReport: {key} has {v.shape[0]} values for {len(ids)} images.")
+            if v.shape[1] == 1:
+                columns[display] = v[:, 0]
+            else:
+                for c in range(v.shape[1]):
+                    columns[f"{display}_class{c}"] = v[:, c]
+        if idist.get_rank() > 0:
+            return
+        self.summary = {name: summarize(col) for name, col in columns.items()}
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        csv_path = self.output_dir / "metrics_per_image.csv"
+        with open(csv_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", *columns])
+            for i, sid in enumerate(ids):
+                w.writerow([sid, *(f"{columns[c][i]:.6g}" for c in columns)])
+        table = format_summary_table(self.summary)
+        md_path = self.output_dir / "metrics_summary.md"
+        md_path.write_text((f"## {self.title}\n\n" if self.title else "") + table + "\n")
+        if self.print_table:
+            print(("\n" + self.title if self.title else "") + "\n" + table + "\n", flush=True)
+        for p in (csv_path, md_path):
+            log_artifact_to_mlflow(self.mlflow_handler, p, artifact_path="evaluation")

@@ -1,0 +1,133 @@
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import MLFlowHandler
+from monai.utils import path_to_sqlite_uri
+
+from monai_gamble.handlers import (
+    MMCL,
+    BoundaryFScore,
+    ChamferDistance,
+    HausdorffDistance,
+    MetricsReport,
+    ProgressBar,
+    SegmentationFigureHandler,
+    format_summary_table,
+    summarize,
+)
+
+
+def square(r0, c0, size=4, shape=(16, 16)):
+    m = torch.zeros(1, *shape)
+    m[0, r0 : r0 + size, c0 : c0 + size] = 1
+    return torch.cat([1 - m, m])  # one-hot (2, H, W)
+
+
+def make_batches():
+    """Three one-image batches: perfect, shifted by one column, missed (empty prediction)."""
+    gt = square(4, 4)
+    preds = [square(4, 4), square(4, 5), torch.cat([torch.ones(1, 16, 16), torch.zeros(1, 16, 16)])]
+    batches = []
+    for i, p in enumerate(preds):
+        prob = 0.9 * p + 0.05
+        batches.append([{"image": torch.rand(1, 16, 16), "label": gt, "pred": p, "prob": prob, "id": f"case{i}"}])
+    return batches
+
+
+def run_evaluator(handlers, metrics):
+    def step(engine, batch):
+        engine.state.batch = batch  # decollated, as MONAI's evaluators leave it
+        return [{k: v for k, v in item.items() if k != "id"} for item in batch]
+
+    engine = Engine(step)
+    for name, m in metrics.items():
+        m.attach(engine, name)
+    for h in handlers:
+        h.attach(engine)
+    engine.run(make_batches(), max_epochs=1)
+    return engine
+
+
+def all_metrics():
+    from monai.handlers import from_engine
+
+    ot = from_engine(["pred", "label"])
+    return {
+        "bf": BoundaryFScore(tolerance=1.0, output_transform=ot),
+        "chamfer": ChamferDistance(output_transform=ot),
+        "hd": HausdorffDistance(output_transform=ot),
+        "mmcl": MMCL(output_transform=from_engine(["prob", "label"])),
+    }
+
+
+def test_metric_handlers_values():
+    engine = run_evaluator([], all_metrics())
+    m = engine.state.metrics
+    assert m["bf"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
+    assert math.isinf(m["chamfer"]) and math.isinf(m["hd"])
+    assert m["mmcl"] == pytest.approx(0.95)
+    assert engine.state.metric_details["chamfer"][:2, 0].tolist() == [0.0, 0.5]
+
+
+def test_metrics_report_writes_csv_and_markdown(tmp_path, capsys):
+    report = MetricsReport(tmp_path, metric_names={"bf": "BF-score", "chamfer": "Chamfer"}, title="demo")
+    run_evaluator([report], all_metrics())
+    rows = list(csv.DictReader(open(tmp_path / "metrics_per_image.csv")))
+    assert [r["id"] for r in rows] == ["case0", "case1", "case2"]
+    assert [float(r["BF-score"]) for r in rows] == [1.0, 0.5, 0.0]
+    assert [r["Chamfer"] for r in rows] == ["0", "0.5", "inf"]
+    md = (tmp_path / "metrics_summary.md").read_text()
+    assert "| BF-score | 0.5000 |" in md and "| Chamfer | inf | inf | 0.5000 |" in md
+    assert "demo" in capsys.readouterr().out
+    assert report.summary["Chamfer"]["n_inf"] == 1
+
+
+def test_metrics_report_missing_details(tmp_path):
+    report = MetricsReport(tmp_path, metric_names=["nope"])
+    with pytest.raises(KeyError, match="nope"):
+        run_evaluator([report], all_metrics())
+
+
+def test_summarize_conventions():
+    s = summarize([1.0, 2.0, 3.0, float("nan")])
+    assert s["mean"] == 2.0 and s["std"] == pytest.approx(np.std([1, 2, 3])) and s["n_nan"] == 1 and s["n"] == 4
+    s = summarize([1.0, float("inf")])
+    assert math.isinf(s["mean"]) and math.isinf(s["std"]) and s["median"] == math.inf and s["n_inf"] == 1
+    assert math.isnan(summarize([float("nan")])["mean"])
+    assert "| x | 2.0000 |" in format_summary_table({"x": summarize([1.0, 3.0])})
+
+
+def test_figure_handler_saves_and_logs_to_mlflow(tmp_path):
+    uri = path_to_sqlite_uri(tmp_path / "mlruns.db")
+    mlflow_handler = MLFlowHandler(tracking_uri=uri, experiment_name="t", run_name="r", iteration_log=False)
+    fig = SegmentationFigureHandler(tmp_path / "figs", num_images=2, map_keys=["prob"], mlflow_handler=mlflow_handler)
+    engine = run_evaluator([mlflow_handler, fig], {})
+    assert fig.last_figure_path == tmp_path / "figs" / "validation_epoch001.png"
+    assert fig.last_figure_path.stat().st_size > 1000
+    client = mlflow_handler.client
+    run_id = mlflow_handler.cur_run.info.run_id
+    assert [a.path for a in client.list_artifacts(run_id, "figures/validation")] == [
+        "figures/validation/validation_epoch001.png"
+    ]
+    assert engine.state.epoch == 1
+    mlflow_handler.close()
+
+
+def test_figure_handler_bad_key(tmp_path):
+    fig = SegmentationFigureHandler(tmp_path, map_keys=["betting_map"])
+    with pytest.raises(KeyError, match="betting_map.*neither"):
+        run_evaluator([fig], {})
+    with pytest.raises(ValueError, match="num_images"):
+        SegmentationFigureHandler(tmp_path, num_images=0)
+
+
+def test_progress_bar_attaches_with_constructor_options():
+    bar = ProgressBar(output_transform=lambda out: {"loss": 0.5}, desc="train")
+    engine = Engine(lambda e, b: None)
+    bar.attach(engine)
+    assert engine.has_event_handler(bar._close, Events.EPOCH_COMPLETED) or engine._event_handlers
+    engine.run([0, 1], max_epochs=1)
