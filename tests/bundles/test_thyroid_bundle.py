@@ -1,0 +1,191 @@
+"""The thyroid bundle: metadata schema, properties, network I/O, and real runs of
+``python -m monai.bundle run`` (train, evaluate, inference, two-process training)."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "thyroid_ultrasound_gambling"
+SCHEMA = REPO / "schemas" / "meta_schema_20240725.json"
+# a tiny, fast setting: 12 synthetic images of 64x64, a small U-Net, one epoch
+TINY = [
+    "--synthetic_num_images", "12",
+    "--image_size", "[64,64]",
+    "--network_def#channels", "[4,8,16,32,64]",
+    "--network_def#num_res_units", "0",
+    "--batch_size", "4",
+    "--val_batch_size", "4",
+]  # fmt: skip
+
+
+def bundle_copy(tmp_path: Path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, dst, ignore=shutil.ignore_patterns("models", "eval", "data"))
+    return dst
+
+
+def run_bundle(cwd: Path, configs: list[str], *args: str, torchrun: int = 0, timeout: int = 600) -> str:
+    config_arg = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
+    if torchrun:
+        head = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun}", "--standalone", "-m"]
+    else:
+        head = [sys.executable, "-m"]
+    cmd = [*head, "monai.bundle", "run", "--config_file", config_arg, *args]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc.stdout + proc.stderr
+
+
+def mlflow_runs(bundle: Path):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{bundle / 'eval' / 'mlruns.db'}")
+    exp = client.get_experiment_by_name("thyroid_ultrasound_gambling")
+    return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_metadata_validates_against_monai_schema():
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    jsonschema.validate(meta, json.loads(SCHEMA.read_text()))
+    assert "monai-gamble" in meta["required_packages_version"]
+
+
+def test_configs_name_public_targets_and_import_the_package():
+    for name in ("train.json", "inference.json"):
+        cfg = json.loads((BUNDLE / "configs" / name).read_text())
+        assert "$import monai_gamble" in cfg["imports"]
+    text = "".join(p.read_text() for p in (BUNDLE / "configs").glob("*.json"))
+    for target in {t for t in text.split('"') if t.startswith("monai_gamble.")}:
+        module, _, attr = target.rpartition(".")
+        assert not attr.startswith("_"), target
+        __import__(module)
+        assert hasattr(sys.modules[module], attr), target
+
+
+def test_inference_network_matches_training():
+    train = json.loads((BUNDLE / "configs" / "train.json").read_text())
+    infer = json.loads((BUNDLE / "configs" / "inference.json").read_text())
+    assert train["network_def"] == infer["network_def"]
+    assert train["image_size"] == infer["image_size"]
+
+
+def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
+    from monai.bundle import ConfigWorkflow, verify_net_in_out
+
+    bundle = bundle_copy(tmp_path)
+    monkeypatch.chdir(bundle)  # bundle_root is "."; the properties resolve the (tiny) synthetic dataset there
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train = ConfigWorkflow(
+            config_file=str(BUNDLE / "configs" / "train.json"),
+            meta_file=str(BUNDLE / "configs" / "metadata.json"),
+            workflow_type="train",
+            synthetic_num_images=12,
+        )
+        train.initialize()
+        assert train.check_properties() == []
+        infer = ConfigWorkflow(
+            config_file=str(BUNDLE / "configs" / "inference.json"),
+            meta_file=str(BUNDLE / "configs" / "metadata.json"),
+            workflow_type="infer",
+            dataset_dir=str(next((bundle / "data").glob("synthetic_tnscui_n12_*"))),
+        )
+        infer.initialize()
+        assert infer.check_properties() == []
+        verify_net_in_out(
+            net_id="network_def",
+            meta_file=str(BUNDLE / "configs" / "metadata.json"),
+            config_file=str(BUNDLE / "configs" / "inference.json"),
+            n=4,
+        )
+    assert not any((REPO / d).exists() for d in ("data", "eval", "models")), "the test wrote into the repository"
+
+
+@pytest.mark.slow
+def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
+    bundle = bundle_copy(tmp_path)
+    # 1. train one epoch on the embedded synthetic dataset (generated on this first run)
+    out = run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1")
+    assert (bundle / "models" / "model.pt").is_file()
+    assert list((bundle / "data").glob("synthetic_tnscui_n12_*/image/*.PNG"))
+    client, runs = mlflow_runs(bundle)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    for key in ("train_loss", "val_dice", "val_jaccard", "val_bf_score", "val_chamfer", "val_hausdorff", "val_mmcl"):
+        assert key in run.data.metrics, (key, sorted(run.data.metrics))
+        assert client.get_metric_history(run.info.run_id, key)[0].step == 1
+    assert 0.0 <= run.data.metrics["val_dice"] <= 1.0 and 0.5 <= run.data.metrics["val_mmcl"] <= 1.0
+    assert run.data.params["learning_rate"] == "0.002" and run.data.params["image_size"] == "[64, 64]"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.pt", "train.json", "figures"} <= artifacts, artifacts
+    assert client.list_artifacts(run.info.run_id, "figures/validation")
+    assert "train" in out  # the progress bar
+
+    # 2. evaluate that checkpoint on the real DDTI images (original resolution, per-image CSV)
+    real = realdata / "ultrasound_thyroid_ddti_tnscui"
+    out = run_bundle(bundle, ["train.json", "evaluate.json"], *TINY, "--dataset_dir", str(real))
+    report = bundle / "eval" / "evaluation_test"
+    rows = list(csv.DictReader(open(report / "metrics_per_image.csv")))
+    assert len(rows) == 4 and set(rows[0]) == {"id", "Dice", "Jaccard", "BF-score", "Chamfer", "Hausdorff", "MMCL"}
+    md = (report / "metrics_summary.md").read_text()
+    for name in ("Dice", "Jaccard", "BF-score", "Chamfer", "Hausdorff", "MMCL"):
+        assert f"| {name} |" in md and f"| {name} |" in out
+    assert "MLflow: sqlite:///" in out and "checkpoint:" in out
+    client, runs = mlflow_runs(bundle)
+    eval_run = runs[-1]
+    assert eval_run.info.run_name.startswith("ce_evaluate_") and "test_dice" in eval_run.data.metrics
+    assert {a.path for a in client.list_artifacts(eval_run.info.run_id, "evaluation")} == {
+        "evaluation/metrics_per_image.csv",
+        "evaluation/metrics_summary.md",
+    }
+
+    # 3. inference writes a {0, 255} mask per real image, at the original size
+    out = run_bundle(bundle, ["inference.json"], *TINY[2:8], "--dataset_dir", str(real))
+    preds = sorted((bundle / "eval" / "predictions").glob("*.png"))
+    assert len(preds) == 40
+    for p in preds[:5]:
+        src = Image.open(real / "image" / f"{p.stem}.PNG")
+        pred = Image.open(p)
+        assert pred.size == src.size
+        assert set(np.unique(np.asarray(pred))) <= {0, 255}
+
+
+@pytest.mark.slow
+def test_two_process_training_on_cpu_gloo(tmp_path, realdata):
+    bundle = bundle_copy(tmp_path)
+    real = realdata / "ultrasound_thyroid_ddti_tnscui"
+    run_bundle(
+        bundle,
+        ["train.json", "multi_gpu_train.json"],
+        *TINY,
+        "--dataset_dir",
+        str(real),
+        "--max_epochs",
+        "2",
+        torchrun=2,
+    )
+    assert (bundle / "models" / "model.pt").is_file()
+    _, runs = mlflow_runs(bundle)
+    assert len(runs) == 1  # only rank 0 tracks
+    assert {"val_dice", "train_loss"} <= set(runs[0].data.metrics)
+
+
+def test_bad_dataset_dir_is_a_clear_error(tmp_path):
+    bundle = bundle_copy(tmp_path)
+    with pytest.raises(AssertionError, match="TN-SCUI dataset folder .*nope does not exist"):
+        run_bundle(bundle, ["train.json"], *TINY, "--dataset_dir", str(tmp_path / "nope"), "--max_epochs", "1")
