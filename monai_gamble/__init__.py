@@ -14,6 +14,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import data, handlers, losses, metrics, networks, transforms, visualize
+from . import data, engines, handlers, losses, metrics, networks, transforms, visualize
 
-__all__ = ["__version__", "data", "handlers", "losses", "metrics", "networks", "transforms", "visualize"]
+__all__ = [
+    "__version__",
+    "data",
+    "engines",
+    "handlers",
+    "losses",
+    "metrics",
+    "networks",
+    "transforms",
+    "visualize",
+]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from monai.utils import min_version, optional_import, string_list_all_gather
 
+from ..visualize import plot_metric_comparison
 from .figures import log_artifact_to_mlflow
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
@@ -24,9 +25,12 @@ else:
     Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
     MLFlowHandler = Any
 
-__all__ = ["MetricsReport", "format_summary_table", "summarize"]
+__all__ = ["MetricsReport", "compare_reports", "format_summary_table", "summarize"]
 
 _STATS = ("mean", "std", "median", "min", "max")
+_PER_IMAGE_CSV = "metrics_per_image.csv"
+#: Direction of the metrics of the bundles' reports (for the arrows of comparison charts).
+HIGHER_IS_BETTER = {"Dice": True, "Jaccard": True, "BF-score": True, "Chamfer": False, "Hausdorff": False}
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
@@ -60,6 +64,68 @@ def format_summary_table(summary: Mapping[str, Mapping[str, float]], digits: int
     return "\n".join(lines)
 
 
+def _read_per_image(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k != "id"}
+
+
+def compare_reports(
+    folder: str | os.PathLike,
+    mlflow_handler: MLFlowHandler | None = None,
+    print_table: bool = True,
+    digits: int = 4,
+) -> str | None:
+    """Compare the evaluations of several methods side by side.
+
+    Every sub-folder ``folder/<method>/`` that holds a ``metrics_per_image.csv`` (written by
+    :class:`MetricsReport`) is a method. With two or more, write ``folder/comparison.md`` (a
+    markdown table: one row per metric, one column per method, ``mean ± std`` with the count of
+    ``inf`` values where there are some) and ``folder/comparison.png``
+    (:func:`monai_gamble.visualize.plot_metric_comparison`), print the table and log both files to
+    the MLflow run of ``mlflow_handler``.
+
+    Returns:
+        The markdown table, or None when fewer than two methods were found.
+    """
+    folder = Path(folder)
+    per_method = {
+        p.parent.name: _read_per_image(p) for p in sorted(folder.glob(f"*/{_PER_IMAGE_CSV}")) if p.parent.is_dir()
+    }
+    per_method = {m: cols for m, cols in per_method.items() if cols}
+    if len(per_method) < 2:
+        return None
+    summaries = {m: {k: summarize(v) for k, v in cols.items()} for m, cols in per_method.items()}
+    metrics = list(dict.fromkeys(k for cols in per_method.values() for k in cols))
+    methods = list(summaries)
+    lines = ["| metric | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for metric in metrics:
+        cells = []
+        for m in methods:
+            s = summaries[m].get(metric)
+            if s is None:
+                cells.append("")
+                continue
+            cell = f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}" if math.isfinite(s["mean"]) else str(s["mean"])
+            cells.append(cell + (f" ({s['n_inf']} inf)" if s["n_inf"] else ""))
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    n = {m: next(iter(cols.values())).size for m, cols in per_method.items()}
+    table = "\n".join(lines)
+    title = f"Comparison of {', '.join(methods)} (" + ", ".join(f"{m}: {k} images" for m, k in n.items()) + ")"
+    md_path = folder / "comparison.md"
+    md_path.write_text(f"## {title}\n\n{table}\n")
+    fig = plot_metric_comparison(summaries, metrics, title=title, higher_is_better=HIGHER_IS_BETTER)
+    png_path = folder / "comparison.png"
+    fig.savefig(png_path, dpi=100)
+    if print_table:
+        print(f"\n{title}\n{table}\n", flush=True)
+    for p in (md_path, png_path):
+        log_artifact_to_mlflow(mlflow_handler, p, artifact_path="evaluation")
+    return table
+
+
 class MetricsReport:
     """At the end of an evaluation, write every image's metrics and their summary.
 
@@ -83,6 +149,8 @@ class MetricsReport:
         title: a heading printed above the table.
         mlflow_handler: the ``MLFlowHandler`` whose run receives the two files (None: files only).
         print_table: print the table on stdout.
+        compare_in: a folder whose sub-folders hold the reports of several methods (this report's
+            ``output_dir`` being one of them); after writing, :func:`compare_reports` compares them.
     """
 
     def __init__(
@@ -94,6 +162,7 @@ class MetricsReport:
         title: str | None = None,
         mlflow_handler: MLFlowHandler | None = None,
         print_table: bool = True,
+        compare_in: str | os.PathLike | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         if metric_names is not None and not isinstance(metric_names, Mapping):
@@ -104,6 +173,7 @@ class MetricsReport:
         self.title = title
         self.mlflow_handler = mlflow_handler
         self.print_table = print_table
+        self.compare_in = None if compare_in is None else Path(compare_in)
         self._ids: list[str] = []
         self.summary: dict[str, dict[str, float]] = {}
 
@@ -165,3 +235,5 @@ class MetricsReport:
             print(("\n" + self.title if self.title else "") + "\n" + table + "\n", flush=True)
         for p in (csv_path, md_path):
             log_artifact_to_mlflow(self.mlflow_handler, p, artifact_path="evaluation")
+        if self.compare_in is not None:
+            compare_reports(self.compare_in, self.mlflow_handler, print_table=self.print_table)

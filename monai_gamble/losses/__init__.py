@@ -1,5 +1,26 @@
 """Losses: pure functions of tensors (segmenter logits, labels, critic outputs)."""
 
+from .adversarial import (
+    adversarial_bce,
+    confidence_weighted_cross_entropy,
+    masked_critic_input,
+    multiscale_l1,
+    target_probabilities,
+)
 from .cross_entropy import CrossEntropyLoss, cross_entropy_map
+from .gambling import BettingActivation, GamblingLoss, GamblingLossOutput, betting_map, class_probabilities
 
-__all__ = ["CrossEntropyLoss", "cross_entropy_map"]
+__all__ = [
+    "BettingActivation",
+    "CrossEntropyLoss",
+    "GamblingLoss",
+    "GamblingLossOutput",
+    "adversarial_bce",
+    "betting_map",
+    "class_probabilities",
+    "confidence_weighted_cross_entropy",
+    "cross_entropy_map",
+    "masked_critic_input",
+    "multiscale_l1",
+    "target_probabilities",
+]

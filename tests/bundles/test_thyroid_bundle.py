@@ -82,6 +82,10 @@ def test_inference_network_matches_training():
     infer = json.loads((BUNDLE / "configs" / "inference.json").read_text())
     assert train["network_def"] == infer["network_def"]
     assert train["image_size"] == infer["image_size"]
+    betting = json.loads((BUNDLE / "configs" / "inference_betting_maps.json").read_text())
+    assert train["gambler_def"] == betting["gambler_def"]
+    assert betting["objective"]["beta"] == train["beta"]
+    assert betting["objective"]["activation"] == train["bet_activation"]
 
 
 def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
@@ -99,6 +103,15 @@ def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
         )
         train.initialize()
         assert train.check_properties() == []
+        baseline = ConfigWorkflow(
+            config_file=[str(BUNDLE / "configs" / f) for f in ("train.json", "train_ce.json")],
+            meta_file=str(BUNDLE / "configs" / "metadata.json"),
+            workflow_type="train",
+            synthetic_num_images=12,
+        )
+        baseline.initialize()
+        assert baseline.check_properties() == []
+        assert type(baseline.parser.get_parsed_content("train#trainer")).__name__ == "SupervisedTrainer"
         infer = ConfigWorkflow(
             config_file=str(BUNDLE / "configs" / "inference.json"),
             meta_file=str(BUNDLE / "configs" / "metadata.json"),
@@ -118,51 +131,77 @@ def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
+    import torch
+
     bundle = bundle_copy(tmp_path)
-    # 1. train one epoch on the embedded synthetic dataset (generated on this first run)
+    # 1. gambling (the default): one epoch on the embedded synthetic dataset (generated on this first run)
     out = run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1")
-    assert (bundle / "models" / "model.pt").is_file()
+    ckpt = torch.load(bundle / "models" / "model.pt", weights_only=True)
+    assert set(ckpt) == {"model", "gambler"}  # both networks; inference needs only "model"
     assert list((bundle / "data").glob("synthetic_tnscui_n12_*/image/*.PNG"))
     client, runs = mlflow_runs(bundle)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     run = runs[0]
-    for key in ("train_loss", "val_dice", "val_jaccard", "val_bf_score", "val_chamfer", "val_hausdorff", "val_mmcl"):
+    assert run.info.run_name.startswith("gambling_train_")
+    for key in ("train_loss", "train_gambler_loss", "train_ce", "val_dice", "val_jaccard", "val_bf_score",
+                "val_chamfer", "val_hausdorff", "val_mmcl"):  # fmt: skip
         assert key in run.data.metrics, (key, sorted(run.data.metrics))
         assert client.get_metric_history(run.info.run_id, key)[0].step == 1
+    assert run.data.metrics["train_gambler_loss"] < 0 < run.data.metrics["train_ce"]
     assert 0.0 <= run.data.metrics["val_dice"] <= 1.0 and 0.5 <= run.data.metrics["val_mmcl"] <= 1.0
-    assert run.data.params["learning_rate"] == "0.002" and run.data.params["image_size"] == "[64, 64]"
+    params = run.data.params
+    assert params["learning_rate"] == "0.002" and params["image_size"] == "[64, 64]"
+    assert params["loss"] == "GamblingObjective" and params["beta"] == "0.02" and params["fused"] == "False"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model.pt", "train.json", "figures"} <= artifacts, artifacts
+    assert {"model.pt", "train.json", "train_ce.json", "figures"} <= artifacts, artifacts
     assert client.list_artifacts(run.info.run_id, "figures/validation")
-    assert "train" in out  # the progress bar
+    assert (bundle / "eval" / "figures" / "gambling" / "validation_epoch001.png").is_file()
+    assert "gambler_loss=" in out  # the progress bar
 
-    # 2. evaluate that checkpoint on the real DDTI images (original resolution, per-image CSV)
+    # 2. the cross-entropy baseline, its own checkpoint folder and run
+    run_bundle(bundle, ["train.json", "train_ce.json"], *TINY, "--max_epochs", "1")
+    ce_ckpt = torch.load(bundle / "models" / "ce" / "model.pt", weights_only=True)
+    assert "gambler" not in ce_ckpt and "model.0.conv.weight" in ce_ckpt  # one network: MONAI saves its state dict
+    client, runs = mlflow_runs(bundle)
+    assert runs[-1].info.run_name.startswith("ce_train_") and runs[-1].data.params["loss"] == "CrossEntropyLoss"
+    assert "train_gambler_loss" not in runs[-1].data.metrics and "val_dice" in runs[-1].data.metrics
+
+    # 3. evaluate both checkpoints on the real DDTI images (original resolution, per-image CSV), compared
     real = realdata / "ultrasound_thyroid_ddti_tnscui"
+    run_bundle(bundle, ["train.json", "train_ce.json", "evaluate.json"], *TINY, "--dataset_dir", str(real))
     out = run_bundle(bundle, ["train.json", "evaluate.json"], *TINY, "--dataset_dir", str(real))
     report = bundle / "eval" / "evaluation_test"
-    rows = list(csv.DictReader(open(report / "metrics_per_image.csv")))
-    assert len(rows) == 4 and set(rows[0]) == {"id", "Dice", "Jaccard", "BF-score", "Chamfer", "Hausdorff", "MMCL"}
-    md = (report / "metrics_summary.md").read_text()
+    for method in ("ce", "gambling"):
+        rows = list(csv.DictReader(open(report / method / "metrics_per_image.csv")))
+        assert len(rows) == 4
+        assert set(rows[0]) == {"id", "Dice", "Jaccard", "BF-score", "Chamfer", "Hausdorff", "MMCL"}
+    md = (report / "gambling" / "metrics_summary.md").read_text()
     for name in ("Dice", "Jaccard", "BF-score", "Chamfer", "Hausdorff", "MMCL"):
         assert f"| {name} |" in md and f"| {name} |" in out
+    comparison = (report / "comparison.md").read_text()
+    assert "| metric | ce | gambling |" in comparison and "| metric | ce | gambling |" in out
+    assert (report / "comparison.png").is_file()
     assert "MLflow: sqlite:///" in out and "checkpoint:" in out
     client, runs = mlflow_runs(bundle)
     eval_run = runs[-1]
-    assert eval_run.info.run_name.startswith("ce_evaluate_") and "test_dice" in eval_run.data.metrics
+    assert eval_run.info.run_name.startswith("gambling_evaluate_") and "test_dice" in eval_run.data.metrics
     assert {a.path for a in client.list_artifacts(eval_run.info.run_id, "evaluation")} == {
         "evaluation/metrics_per_image.csv",
         "evaluation/metrics_summary.md",
+        "evaluation/comparison.md",
+        "evaluation/comparison.png",
     }
 
-    # 3. inference writes a {0, 255} mask per real image, at the original size
-    out = run_bundle(bundle, ["inference.json"], *TINY[2:8], "--dataset_dir", str(real))
+    # 4. inference writes a {0, 255} mask and a betting map per real image, at the original size
+    run_bundle(bundle, ["inference.json", "inference_betting_maps.json"], *TINY[2:8], "--dataset_dir", str(real))
     preds = sorted((bundle / "eval" / "predictions").glob("*.png"))
-    assert len(preds) == 40
-    for p in preds[:5]:
+    bets = sorted((bundle / "eval" / "betting_maps").glob("*.png"))
+    assert len(preds) == len(bets) == 40
+    for p, b in zip(preds[:5], bets[:5], strict=True):
         src = Image.open(real / "image" / f"{p.stem}.PNG")
-        pred = Image.open(p)
-        assert pred.size == src.size
-        assert set(np.unique(np.asarray(pred))) <= {0, 255}
+        assert Image.open(p).size == Image.open(b).size == src.size
+        assert set(np.unique(np.asarray(Image.open(p)))) <= {0, 255}
+        assert 40 < np.asarray(Image.open(b)).mean() < 90  # stakes average 1, written as 64
 
 
 @pytest.mark.slow
@@ -182,7 +221,7 @@ def test_two_process_training_on_cpu_gloo(tmp_path, realdata):
     assert (bundle / "models" / "model.pt").is_file()
     _, runs = mlflow_runs(bundle)
     assert len(runs) == 1  # only rank 0 tracks
-    assert {"val_dice", "train_loss"} <= set(runs[0].data.metrics)
+    assert {"val_dice", "train_loss", "train_gambler_loss"} <= set(runs[0].data.metrics)
 
 
 def test_bad_dataset_dir_is_a_clear_error(tmp_path):

@@ -131,3 +131,40 @@ def test_progress_bar_attaches_with_constructor_options():
     bar.attach(engine)
     assert engine.has_event_handler(bar._close, Events.EPOCH_COMPLETED) or engine._event_handlers
     engine.run([0, 1], max_epochs=1)
+
+
+def write_per_image(folder, rows):
+    folder.mkdir(parents=True)
+    with open(folder / "metrics_per_image.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "Dice", "Chamfer"])
+        w.writerows(rows)
+
+
+def test_compare_reports_table_figure_and_inf(tmp_path, capsys):
+    from monai_gamble.handlers import compare_reports
+
+    assert compare_reports(tmp_path) is None  # nothing to compare
+    write_per_image(tmp_path / "ce", [["a", 0.5, 2.0], ["b", 0.7, 4.0]])
+    assert compare_reports(tmp_path) is None  # one method only
+    write_per_image(tmp_path / "gambling", [["a", 0.8, 1.0], ["b", 0.0, "inf"]])
+    table = compare_reports(tmp_path)
+    lines = table.splitlines()
+    assert lines[0] == "| metric | ce | gambling |"
+    assert lines[2] == "| Dice | 0.6000 ± 0.1000 | 0.4000 ± 0.4000 |"  # population std
+    assert lines[3] == "| Chamfer | 3.0000 ± 1.0000 | inf (1 inf) |"
+    assert (tmp_path / "comparison.png").stat().st_size > 1000
+    assert "Comparison of ce, gambling (ce: 2 images, gambling: 2 images)" in (tmp_path / "comparison.md").read_text()
+    assert table in capsys.readouterr().out
+
+
+def test_plot_metric_comparison_errors_and_inf():
+    from monai_gamble.visualize import plot_metric_comparison
+
+    s = {"a": {"Dice": {"mean": 0.5, "std": 0.1}, "HD": {"mean": math.inf, "std": math.inf}}}
+    fig = plot_metric_comparison(s, higher_is_better={"Dice": True, "HD": False})
+    assert [ax.get_title() for ax in fig.axes] == ["Dice \u2191", "HD \u2193"]
+    with pytest.raises(ValueError, match="nothing to compare"):
+        plot_metric_comparison({})
+    with pytest.raises(ValueError, match="no metric"):
+        plot_metric_comparison({"a": {}})

@@ -11,7 +11,8 @@ TUTORIALS = sorted((Path(__file__).resolve().parents[2] / "tutorials").glob("*.i
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_notebook_runs(path, tmp_path):
+def test_notebook_runs(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("MONAI_GAMBLE_TUTORIAL_QUICK", "1")  # the notebooks' tiny settings
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]

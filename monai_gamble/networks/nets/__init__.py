@@ -1,3 +1,6 @@
-"""Network architectures. The segmenters of the bundles are MONAI's (``monai.networks.nets``)."""
+"""Network architectures: critics for two-network training (the segmenters are MONAI's)."""
 
-__all__: list[str] = []
+from .confidence import ConfidenceNetwork
+from .gambler import Gambler
+
+__all__ = ["ConfidenceNetwork", "Gambler"]

@@ -1,0 +1,23 @@
+"""Ignite engines for two-network (segmenter + critic) training, in MONAI's style."""
+
+from .objectives import (
+    AdversarialObjective,
+    ConfidenceObjective,
+    CriticObjective,
+    GamblingObjective,
+    ObjectiveOutput,
+    SegANObjective,
+)
+from .trainer import Alternation, SegmenterCriticTrainer, frozen
+
+__all__ = [
+    "AdversarialObjective",
+    "Alternation",
+    "ConfidenceObjective",
+    "CriticObjective",
+    "GamblingObjective",
+    "ObjectiveOutput",
+    "SegANObjective",
+    "SegmenterCriticTrainer",
+    "frozen",
+]
