@@ -1,20 +1,24 @@
 """Ignite handlers: metric handlers, per-image reports, and figures logged to MLflow."""
 
 from .critic_map import CriticMapHandler
+from .fairness import ClassFairness
 from .figures import SegmentationFigureHandler, log_artifact_to_mlflow
 from .metrics import MMCL, BoundaryFScore, ChamferDistance, HausdorffDistance
 from .progress import ProgressBar
 from .report import MetricsReport, compare_reports, format_summary_table, summarize
+from .stochastic_tce import StochasticTCEHandler
 
 __all__ = [
     "MMCL",
     "BoundaryFScore",
     "ChamferDistance",
+    "ClassFairness",
     "CriticMapHandler",
     "HausdorffDistance",
     "MetricsReport",
     "ProgressBar",
     "SegmentationFigureHandler",
+    "StochasticTCEHandler",
     "compare_reports",
     "format_summary_table",
     "log_artifact_to_mlflow",

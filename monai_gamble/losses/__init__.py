@@ -9,12 +9,16 @@ from .adversarial import (
 )
 from .cross_entropy import CrossEntropyLoss, cross_entropy_map
 from .gambling import BettingActivation, GamblingLoss, GamblingLossOutput, betting_map, class_probabilities
+from .tilted import TCEMethod, TiltedCrossEntropyLoss, TiltLevel, tilted_loss
 
 __all__ = [
     "BettingActivation",
     "CrossEntropyLoss",
     "GamblingLoss",
     "GamblingLossOutput",
+    "TCEMethod",
+    "TiltLevel",
+    "TiltedCrossEntropyLoss",
     "adversarial_bce",
     "betting_map",
     "class_probabilities",
@@ -23,4 +27,5 @@ __all__ = [
     "masked_critic_input",
     "multiscale_l1",
     "target_probabilities",
+    "tilted_loss",
 ]
