@@ -14,13 +14,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import data, engines, handlers, losses, metrics, networks, transforms, visualize
+from . import data, engines, handlers, inferers, losses, metrics, networks, transforms, visualize
 
 __all__ = [
     "__version__",
     "data",
     "engines",
     "handlers",
+    "inferers",
     "losses",
     "metrics",
     "networks",

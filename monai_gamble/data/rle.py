@@ -1,0 +1,273 @@
+"""Run-length codecs of segmentation challenges: Kaggle's standard RLE and SIIM-ACR's relative RLE.
+
+Both encode a binary 2D mask as ``start length`` pairs over its pixels in **column-major** order
+(top to bottom, then left to right): the flat index of the pixel in row ``r`` and column ``c`` of
+an ``(H, W)`` mask is ``c * H + r``, i.e. the order of ``mask.T.ravel()``. They differ in how a
+run's start is written:
+
+- :attr:`RLEFormat.KAGGLE` (Kaggle "Ultrasound Nerve Segmentation", 2016, and most Kaggle
+  segmentation challenges): absolute, 1-based starts, in increasing order. An empty mask is ``""``.
+- :attr:`RLEFormat.SIIM` (SIIM-ACR Pneumothorax Segmentation, 2019, the reference
+  ``mask_functions.py``): the first start is a 0-based absolute position, each later start the
+  number of background pixels between the end of the previous run and this run. An empty mask is
+  ``"-1"``. The reference ``mask2rle`` silently drops a run that ends on the last pixel; this codec
+  does not.
+
+With ``s_k`` the 0-based absolute start and ``l_k`` the length of run ``k`` (``k = 0, 1, ...``):
+
+.. math::
+
+    \\text{Kaggle: } (s_k + 1,\\ l_k), \\qquad
+    \\text{SIIM: } (s_0,\\ l_0),\\ (s_k - s_{k-1} - l_{k-1},\\ l_k)\\ (k \\ge 1).
+
+Examples (masks written row by row), from the challenges' reference functions::
+
+    [[0,0,0,0],[0,1,1,0],[0,1,1,0],[0,0,0,0]]   Kaggle "6 2 10 2"      SIIM "5 2 2 2"
+    [[1,0,0],[1,0,1],[0,1,0]]                   Kaggle "1 2 6 1 8 1"   SIIM "0 2 3 1 1 1"
+
+MONAI's ``PILReader`` loads an image file as ``(W, H)`` (its spatial axes are swapped with respect
+to NumPy/PIL): pass the transpose of such an array, e.g. ``rle_encode(pred[0].T)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.utils import StrEnum, look_up_option
+from PIL import Image
+
+__all__ = ["RLEFormat", "masks_to_rle_csv", "rle_decode", "rle_encode"]
+
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+class RLEFormat(StrEnum):
+    """Run-length formats: ``"kaggle"`` (absolute 1-based starts) and ``"siim"`` (relative starts)."""
+
+    KAGGLE = "kaggle"
+    SIIM = "siim"
+
+
+_EMPTY = {RLEFormat.KAGGLE: "", RLEFormat.SIIM: "-1"}
+
+
+def _as_mask(mask: Any) -> np.ndarray:
+    if hasattr(mask, "detach"):  # a torch tensor (or MONAI MetaTensor)
+        mask = mask.detach().cpu().numpy()
+    a = np.asarray(mask)
+    if a.ndim != 2:
+        hint = " (for a channel-first (1, H, W) array pass mask[0])" if a.ndim == 3 and a.shape[0] == 1 else ""
+        raise ValueError(f"rle_encode expects a 2D mask (H, W), got shape {a.shape}{hint}.")
+    if a.dtype == bool:
+        return a
+    if not np.issubdtype(a.dtype, np.number):
+        raise TypeError(f"mask must hold numbers or booleans, got dtype {a.dtype}.")
+    foreground = a[a != 0]
+    if foreground.size and (foreground != foreground[0]).any():
+        raise ValueError(
+            f"mask must be binary (0 and one foreground value such as 1 or 255), found the values "
+            f"{np.unique(a)[:6].tolist()}: threshold or argmax it first."
+        )
+    if foreground.size and not np.isfinite(foreground[0]):
+        raise ValueError("mask holds NaN or infinite values.")
+    return a != 0
+
+
+def rle_encode(mask: Any, format: RLEFormat | str = RLEFormat.KAGGLE) -> str:
+    """Run-length encode a binary 2D mask, column-major (see the module docstring for the formats).
+
+    The runs are found without a loop over pixels: the flat column-major mask is padded with a
+    zero at both ends and the positions where it changes (``numpy.flatnonzero(numpy.diff(...))``)
+    are alternately run starts and run ends.
+
+    Args:
+        mask: ``(H, W)`` array or tensor, boolean or with the values 0 and one foreground value
+            (1 or 255). Rows are the image's rows, as NumPy and PIL give them.
+        format: ``"kaggle"`` (absolute 1-based starts; empty mask ``""``) or ``"siim"`` (relative
+            starts; empty mask ``"-1"``).
+
+    Returns:
+        ``"start length start length ..."``.
+
+    Raises:
+        ValueError: for a mask that is not 2D or not binary, or an unknown format.
+        TypeError: for a mask of strings or objects.
+
+    Example:
+        >>> rle_encode(np.array([[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]))
+        '6 2 10 2'
+        >>> rle_encode(np.array([[1, 0, 0], [1, 0, 1], [0, 1, 0]]), format="siim")
+        '0 2 3 1 1 1'
+    """
+    fmt = look_up_option(format, RLEFormat)
+    flat = _as_mask(mask).T.ravel()
+    padded = np.concatenate([[False], flat, [False]]).view(np.int8)
+    changes = np.flatnonzero(np.diff(padded))
+    starts, ends = changes[0::2], changes[1::2]
+    if starts.size == 0:
+        return _EMPTY[fmt]
+    lengths = ends - starts
+    if fmt == RLEFormat.KAGGLE:
+        written = starts + 1
+    else:
+        written = starts - np.concatenate([[0], ends[:-1]])
+    return " ".join(np.stack([written, lengths], axis=1).ravel().astype(str).tolist())
+
+
+def _parse(rle: str, fmt: RLEFormat) -> np.ndarray:
+    if not isinstance(rle, str):
+        raise TypeError(f"an RLE must be a string, got {type(rle).__name__} ({rle!r}).")
+    tokens = rle.split()
+    if not tokens or (fmt == RLEFormat.SIIM and tokens == ["-1"]):
+        return np.zeros(0, dtype=np.int64)
+    bad = [t for t in tokens if not _INTEGER.match(t)]
+    if bad:
+        raise ValueError(f"RLE {_short(rle)} holds non-integer values {bad[:5]}.")
+    if len(tokens) % 2:
+        raise ValueError(
+            f"RLE {_short(rle)} has an odd number of values ({len(tokens)}); it must be start/length pairs."
+        )
+    values = np.array(tokens, dtype=np.int64)
+    if (values < 0).any():
+        raise ValueError(f"RLE {_short(rle)} holds negative values {values[values < 0][:5].tolist()}.")
+    return values
+
+
+def _short(rle: str, limit: int = 60) -> str:
+    return repr(rle if len(rle) <= limit else rle[:limit] + "...")
+
+
+def rle_decode(rle: str, shape: Sequence[int], format: RLEFormat | str = RLEFormat.KAGGLE) -> np.ndarray:
+    """Decode a run-length string into a boolean ``(H, W)`` mask (the inverse of :func:`rle_encode`).
+
+    The runs are painted without a loop over pixels: ``+1`` at each run's start and ``-1`` after
+    its end in a flat difference array whose cumulative sum is positive inside the runs, then the
+    flat column-major array is reshaped to ``(W, H)`` and transposed.
+
+    Args:
+        rle: ``"start length ..."``; ``""`` (or only white space) is an empty mask, and so is
+            ``"-1"`` in the SIIM format.
+        shape: ``(H, W)`` of the mask (rows, columns).
+        format: ``"kaggle"`` or ``"siim"``.
+
+    Returns:
+        A boolean array of shape ``(H, W)``.
+
+    Raises:
+        TypeError: if ``rle`` is not a string.
+        ValueError: naming the problem, for non-integer values, an odd number of values, negative
+            values, a zero length, a Kaggle start of 0 (starts are 1-based), runs out of order or
+            overlapping, a run past the end of the image, a bad shape or an unknown format.
+
+    Example:
+        >>> rle_decode("1 2 6 1 8 1", (3, 3)).astype(int).tolist()
+        [[1, 0, 0], [1, 0, 1], [0, 1, 0]]
+    """
+    fmt = look_up_option(format, RLEFormat)
+    if len(shape) != 2 or any(int(s) != s or s < 1 for s in shape):
+        raise ValueError(f"shape must be (H, W) with two positive integers, got {tuple(shape)}.")
+    h, w = int(shape[0]), int(shape[1])
+    n = h * w
+    values = _parse(rle, fmt)
+    if values.size == 0:
+        return np.zeros((h, w), dtype=bool)
+    written, lengths = values[0::2], values[1::2]
+    if (lengths == 0).any():
+        raise ValueError(f"RLE {_short(rle)} has a run of length 0 (run {int(np.argmax(lengths == 0)) + 1}).")
+    if fmt == RLEFormat.KAGGLE:
+        if (written == 0).any():
+            raise ValueError(f"RLE {_short(rle)} has a start of 0: Kaggle starts are 1-based (is it the SIIM format?).")
+        starts = written - 1
+        gaps = starts[1:] - (starts[:-1] + lengths[:-1])
+        if (gaps < 0).any():
+            k = int(np.argmax(gaps < 0)) + 1
+            raise ValueError(
+                f"RLE {_short(rle)}: run {k + 1} (start {written[k]}) starts before the end of run {k} "
+                f"(start {written[k - 1]}, length {lengths[k - 1]}); runs must be sorted and must not overlap."
+            )
+    else:  # relative starts: non-negative gaps cannot overlap, so only the end needs checking
+        ends = np.cumsum(written + lengths)
+        starts = ends - lengths
+    last_end = int(starts[-1] + lengths[-1])
+    if last_end > n:
+        raise ValueError(
+            f"RLE {_short(rle)} runs past the end of a {h}x{w} (HxW) mask: its last run ends at pixel "
+            f"{last_end} of {n} (is the shape right?)."
+        )
+    delta = np.zeros(n + 1, dtype=np.int32)
+    np.add.at(delta, starts, 1)
+    np.add.at(delta, starts + lengths, -1)
+    flat = np.cumsum(delta[:n]) > 0
+    return flat.reshape(w, h).T
+
+
+def _natural_key(name: str) -> tuple[Any, ...]:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+def masks_to_rle_csv(
+    masks: str | os.PathLike | Sequence[str | os.PathLike],
+    csv_path: str | os.PathLike,
+    header: Sequence[str] = ("img", "pixels"),
+    format: RLEFormat | str = RLEFormat.KAGGLE,
+    suffix: str = "_mask",
+    pattern: str = "*",
+) -> Path:
+    """Write a submission CSV (one row per mask file: its ID and its RLE) from mask images on disk.
+
+    The ID of ``<ID><suffix>.<ext>`` is ``<ID>``; rows are sorted by ID in natural order
+    (``2`` before ``10``). A mask file is read with PIL (as its rows and columns are) and encoded
+    with :func:`rle_encode`, so its pixels must be 0 and one foreground value (e.g. 255).
+
+    Args:
+        masks: a folder (its files matching ``pattern``) or a list of mask files.
+        csv_path: the CSV to write (its folder is created).
+        header: the two column names: ``("img", "pixels")`` for the nerve challenge,
+            ``("ImageId", "EncodedPixels")`` for SIIM-ACR.
+        format: ``"kaggle"`` or ``"siim"``.
+        suffix: removed from the file stem to make the ID.
+        pattern: glob of the files to take when ``masks`` is a folder.
+
+    Returns:
+        The CSV's path.
+
+    Raises:
+        FileNotFoundError: if the folder holds no file matching ``pattern``.
+        ValueError: naming the file, for a mask that is not 2D grayscale or not binary, two files of
+            one ID, or a header that is not two names.
+    """
+    if len(header) != 2:
+        raise ValueError(f"header must be two column names (ID, RLE), got {list(header)}.")
+    if isinstance(masks, (str, os.PathLike)):
+        folder = Path(masks)
+        files = sorted(p for p in folder.glob(pattern) if p.is_file())
+        if not files:
+            raise FileNotFoundError(f"{folder} holds no mask file matching {pattern!r}.")
+    else:
+        files = [Path(p) for p in masks]
+    rows: dict[str, str] = {}
+    for path in files:
+        sid = path.stem[: -len(suffix)] if suffix and path.stem.endswith(suffix) else path.stem
+        if sid in rows:
+            raise ValueError(f"two mask files have the ID {sid!r} (one is {path}).")
+        with Image.open(path) as im:
+            if im.mode not in ("1", "L", "I", "I;16", "F"):
+                raise ValueError(f"mask {path} is a {im.mode} image; expected one grayscale channel.")
+            array = np.asarray(im)
+        try:
+            rows[sid] = rle_encode(array, format)
+        except ValueError as e:
+            raise ValueError(f"mask {path}: {e}") from None
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(list(header))
+        writer.writerows([sid, rows[sid]] for sid in sorted(rows, key=_natural_key))
+    return csv_path

@@ -1,0 +1,199 @@
+"""The nerve bundle: metadata schema, properties, network I/O, and real runs of
+``python -m monai.bundle run`` (train, evaluate with ASME, inference with a Kaggle submission,
+two-process training)."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+
+from monai_gamble.data import rle_decode
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "nerve_ultrasound_ems"
+SCHEMA = REPO / "schemas" / "meta_schema_20240725.json"
+NET = ["--image_size", "[64,64]", "--backbone", "efficientnet-b0", "--network_def#decoder_channels", "[32,16,16,8,8]"]
+# a tiny, fast setting: 4 synthetic subjects of 4 frames, a small EfficientNet-b0 U-Net at 64x64
+TINY = [
+    "--synthetic_num_subjects", "4",
+    "--synthetic_images_per_subject", "4",
+    "--synthetic_num_test_images", "2",
+    *NET,
+    "--batch_size", "4",
+    "--val_batch_size", "4",
+]  # fmt: skip
+
+
+def bundle_copy(tmp_path: Path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, dst, ignore=shutil.ignore_patterns("models", "eval", "data"))
+    return dst
+
+
+def run_bundle(cwd: Path, configs: list[str], *args: str, torchrun: int = 0, timeout: int = 600) -> str:
+    config_arg = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
+    if torchrun:
+        head = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun}", "--standalone", "-m"]
+    else:
+        head = [sys.executable, "-m"]
+    cmd = [*head, "monai.bundle", "run", "--config_file", config_arg, *args]
+    # one thread per process: on a shared 2-core machine oversubscribed OpenMP threads are many times slower
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env |= {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc.stdout + proc.stderr
+
+
+def mlflow_runs(bundle: Path):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{bundle / 'eval' / 'mlruns.db'}")
+    exp = client.get_experiment_by_name("nerve_ultrasound_ems")
+    return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_metadata_validates_against_monai_schema():
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    jsonschema.validate(meta, json.loads(SCHEMA.read_text()))
+    assert "monai-gamble" in meta["required_packages_version"]
+
+
+def test_configs_name_public_targets_and_follow_the_issue():
+    for name in ("train.json", "inference.json"):
+        cfg = json.loads((BUNDLE / "configs" / name).read_text())
+        assert "$import monai_gamble" in cfg["imports"]
+    text = "".join(p.read_text() for p in (BUNDLE / "configs").glob("*.json"))
+    for target in {t for t in text.split('"') if t.startswith("monai_gamble.")}:
+        module, _, attr = target.rpartition(".")
+        assert not attr.startswith("_"), target
+        __import__(module)
+        assert hasattr(sys.modules[module], attr), target
+    train = json.loads((BUNDLE / "configs" / "train.json").read_text())
+    infer = json.loads((BUNDLE / "configs" / "inference.json").read_text())
+    for key in ("network_def", "image_size", "original_size", "backbone", "area_rule", "min_mask_area"):
+        assert train[key] == infer[key], key
+    # the documented defaults are the authors'
+    assert train["image_size"] == [576, 448] and train["backbone"] == "efficientnet-b1" and train["batch_size"] == 8
+    assert train["learning_rate"] == 5e-4 and train["weight_decay"] == 1e-4 and train["lr_schedule"] == "cosine"
+    assert train["network_def"]["upsample"] == "nontrainable" and train["network_def"]["interp_mode"] == "nearest"
+    assert train["loss"]["to_onehot_y"] is False and train["train"]["ems_transform"]["background_channel"] is True
+
+
+def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
+    from monai.bundle import ConfigWorkflow, verify_net_in_out
+
+    bundle = bundle_copy(tmp_path)
+    monkeypatch.chdir(bundle)  # bundle_root is "."; the properties resolve the (tiny) synthetic dataset there
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train = ConfigWorkflow(
+            config_file=str(BUNDLE / "configs" / "train.json"),
+            meta_file=str(BUNDLE / "configs" / "metadata.json"),
+            workflow_type="train",
+            synthetic_num_subjects=2,
+            synthetic_images_per_subject=2,
+            synthetic_num_test_images=1,
+        )
+        train.initialize()
+        assert train.check_properties() == []
+        infer = ConfigWorkflow(
+            config_file=str(BUNDLE / "configs" / "inference.json"),
+            meta_file=str(BUNDLE / "configs" / "metadata.json"),
+            workflow_type="infer",
+            dataset_dir=str(next((bundle / "data").glob("synthetic_nerve_s2x2_*"))),
+        )
+        infer.initialize()
+        assert infer.check_properties() == []
+        verify_net_in_out(
+            net_id="network_def",
+            meta_file=str(BUNDLE / "configs" / "metadata.json"),
+            config_file=str(BUNDLE / "configs" / "inference.json"),
+            n=4,
+        )
+    assert not any((REPO / d).exists() for d in ("data", "eval", "models")), "the test wrote into the repository"
+
+
+@pytest.mark.slow
+def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
+    bundle = bundle_copy(tmp_path)
+    # 1. train one epoch on the embedded synthetic dataset (generated on this first run)
+    out = run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1")
+    assert (bundle / "models" / "model.pt").is_file()
+    data = next((bundle / "data").glob("synthetic_nerve_s4x4_*"))
+    assert len(list((data / "train").glob("*_mask.tif"))) == 16 and (data / "train_masks.csv").is_file()
+    client, runs = mlflow_runs(bundle)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    for key in ("train_loss", "val_dice", "val_dice_no_area_rule"):
+        assert key in run.data.metrics, (key, sorted(run.data.metrics))
+        assert client.get_metric_history(run.info.run_id, key)[0].step == 1
+    assert 0.0 <= run.data.metrics["val_dice"] <= 1.0
+    assert run.data.params["learning_rate"] == "0.0005" and run.data.params["image_size"] == "[64, 64]"
+    assert run.data.params["loss"] == "DiceFocalLoss" and run.data.params["network"] == "FlexibleUNet"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.pt", "train.json", "figures"} <= artifacts, artifacts
+    assert client.list_artifacts(run.info.run_id, "figures/validation")
+    assert "train" in out  # the progress bar
+
+    # 2. evaluate that checkpoint with ASME on the five real frames (580x420, competition Dice)
+    real = realdata / "ultrasound_nerve_kaggle"
+    real_args = ["--dataset_dir", str(real), "--csv_name", "train_masks_subject1.csv", "--balance", "false"]
+    out = run_bundle(bundle, ["train.json", "evaluate.json"], *TINY, *real_args, "--split_fractions", "[0,0,1]")
+    report = bundle / "eval" / "evaluation_test_asme"
+    rows = list(csv.DictReader(open(report / "metrics_per_image.csv")))
+    assert [r["id"] for r in rows] == ["1_1", "1_2", "1_3", "1_4", "1_5"]
+    assert set(rows[0]) == {"id", "Dice", "Dice without area rule"}
+    weights = list(csv.DictReader(open(report / "ensemble_weights.csv")))
+    assert [w["id"] for w in weights] == [r["id"] for r in rows]
+    for w in weights:
+        assert sum(float(w[k]) for k in ("identity", "flip_0", "flip_1", "flip_0_1")) == pytest.approx(1.0, abs=1e-5)
+    assert "| Dice |" in out and "Mean ensemble weights (asme): identity" in out
+    client, runs = mlflow_runs(bundle)
+    eval_run = runs[-1]
+    assert eval_run.info.run_name.startswith("evaluate_asme_") and eval_run.info.status == "FINISHED"
+    assert {"test_dice", "test_dice_no_area_rule", "ensemble_weight_identity"} <= set(eval_run.data.metrics)
+    assert {a.path for a in client.list_artifacts(eval_run.info.run_id, "evaluation")} == {
+        "evaluation/ensemble_weights.csv",
+        "evaluation/metrics_per_image.csv",
+        "evaluation/metrics_summary.md",
+    }
+
+    # 3. inference: 580x420 masks of the real frames and a submission CSV whose RLEs decode to them
+    run_bundle(bundle, ["inference.json"], *NET, "--dataset_dir", str(real / "train"), "--ensemble", "mean")
+    sub = list(csv.DictReader(open(bundle / "eval" / "submission.csv")))
+    assert [r["img"] for r in sub] == ["1_1", "1_2", "1_3", "1_4", "1_5"]
+    for r in sub:
+        mask = np.asarray(Image.open(bundle / "eval" / "predictions" / f"{r['img']}_mask.tif"))
+        assert mask.shape == (420, 580) and set(np.unique(mask)) <= {0, 255}
+        np.testing.assert_array_equal(rle_decode(r["pixels"], (420, 580)), mask > 0)
+
+
+@pytest.mark.slow
+def test_two_process_training_on_cpu_gloo(tmp_path):
+    bundle = bundle_copy(tmp_path)
+    run_bundle(bundle, ["train.json", "multi_gpu_train.json"], *TINY, "--max_epochs", "1", torchrun=2)
+    assert (bundle / "models" / "model.pt").is_file()
+    _, runs = mlflow_runs(bundle)
+    assert len(runs) == 1  # only rank 0 tracks
+    assert {"val_dice", "train_loss"} <= set(runs[0].data.metrics)
+
+
+def test_bad_options_are_clear_errors(tmp_path):
+    bundle = bundle_copy(tmp_path)
+    with pytest.raises(AssertionError, match="nerve dataset folder .*nope does not exist"):
+        run_bundle(bundle, ["train.json"], *TINY, "--dataset_dir", str(tmp_path / "nope"), "--max_epochs", "1")
+    with pytest.raises(AssertionError, match="Unsupported option 'blobs'"):
+        run_bundle(bundle, ["train.json"], *TINY, "--area_rule", "blobs", "--max_epochs", "1")
