@@ -16,7 +16,8 @@ def plot_metric_comparison(
     title: str | None = None,
     higher_is_better: Mapping[str, bool] | None = None,
 ) -> Figure:
-    """One panel per metric, one bar per method: the mean with the standard deviation as an error bar.
+    """One panel per metric, one bar per method: the mean with the standard deviation as an error bar
+    (its lower half cut at 0 for non-negative means: distances and scores cannot be negative).
 
     Args:
         summaries: ``{method: {metric: {"mean": m, "std": s, "n_inf": k, ...}}}`` as
@@ -50,7 +51,9 @@ def plot_metric_comparison(
         finite = np.isfinite(means)
         top = np.nanmax(np.where(finite, means + np.nan_to_num(stds, posinf=0.0), np.nan)) if finite.any() else 1.0
         heights = np.where(finite, means, top)
-        bars = ax.bar(x, heights, color=colours, yerr=np.where(finite & np.isfinite(stds), stds, 0.0), capsize=3)
+        err = np.where(finite & np.isfinite(stds), stds, 0.0)
+        lower = np.where(heights >= 0, np.minimum(err, np.abs(heights)), err)  # no bar below 0 for a metric >= 0
+        bars = ax.bar(x, heights, color=colours, yerr=np.stack([lower, err]), capsize=3)
         for bar, ok, mean in zip(bars, finite, means, strict=True):
             if not ok:
                 bar.set_facecolor("none")

@@ -77,7 +77,7 @@ def _heat(m: np.ndarray, value_range: tuple[float, float] | None) -> tuple[np.nd
 def segmentation_mosaic(
     images: Sequence[Any],
     labels: Sequence[Any] | None = None,
-    preds: Sequence[Any] | None = None,
+    preds: Sequence[Any] | Mapping[str, Sequence[Any]] | None = None,
     maps: Mapping[str, Sequence[Any]] | None = None,
     transpose: bool = False,
     map_ranges: Mapping[str, tuple[float, float]] | None = None,
@@ -93,13 +93,12 @@ def segmentation_mosaic(
     if n == 0:
         raise ValueError("no image to plot.")
     maps = dict(maps or {})
-    for name, seq in {"labels": labels, "preds": preds, **{f"maps[{k!r}]": v for k, v in maps.items()}}.items():
+    named_preds = dict(preds) if isinstance(preds, Mapping) else ({"prediction": preds} if preds is not None else {})
+    checks = {"labels": labels, **{f"preds[{k!r}]": v for k, v in named_preds.items()}}
+    for name, seq in {**checks, **{f"maps[{k!r}]": v for k, v in maps.items()}}.items():
         if seq is not None and len(seq) != n:
             raise ValueError(f"{name} has {len(seq)} entries for {n} images.")
-    columns = (
-        ["image"] + (["ground truth"] if labels is not None else []) + (["prediction"] if preds is not None else [])
-    )
-    columns += list(maps)
+    columns = ["image"] + (["ground truth"] if labels is not None else []) + list(named_preds) + list(maps)
     rows: list[list[np.ndarray]] = []
     notes: list[list[str]] = []
     for i in range(n):
@@ -108,8 +107,8 @@ def segmentation_mosaic(
         panels = [img]
         if gt is not None:
             panels.append(_overlay(img, None, gt))
-        if preds is not None:
-            panels.append(_overlay(img, label_map(preds[i], transpose), gt))
+        for seq in named_preds.values():
+            panels.append(_overlay(img, label_map(seq[i], transpose), gt))
         row_notes = []
         for name, seq in maps.items():
             m = to_display(seq[i], transpose)
@@ -134,7 +133,7 @@ def segmentation_mosaic(
 def plot_segmentation_grid(
     images: Sequence[Any],
     labels: Sequence[Any] | None = None,
-    preds: Sequence[Any] | None = None,
+    preds: Sequence[Any] | Mapping[str, Sequence[Any]] | None = None,
     maps: Mapping[str, Sequence[Any]] | None = None,
     titles: Sequence[str] | None = None,
     transpose: bool = False,
@@ -149,7 +148,8 @@ def plot_segmentation_grid(
     Args:
         images: channel-first images ``(C, H, W)`` (or 3D, middle slice shown).
         labels: ground truths, one-hot or index, or None.
-        preds: predictions, one-hot or index, or None.
+        preds: predictions, one-hot or index, or None; or named sequences of predictions
+            (``{"gambling": [...], "confidence": [...]}``), one column each.
         maps: named per-pixel maps ``(1, H, W)`` drawn with the ``magma`` colour map.
         titles: one label per row (e.g. the image ID).
         transpose: swap the spatial axes for display (PNG loaded by MONAI's ``PILReader``).

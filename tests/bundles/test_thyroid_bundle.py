@@ -83,7 +83,7 @@ def test_inference_network_matches_training():
     assert train["network_def"] == infer["network_def"]
     assert train["image_size"] == infer["image_size"]
     betting = json.loads((BUNDLE / "configs" / "inference_betting_maps.json").read_text())
-    assert train["gambler_def"] == betting["gambler_def"]
+    assert train["critic_def"] == betting["critic_def"]
     assert betting["objective"]["beta"] == train["beta"]
     assert betting["objective"]["activation"] == train["bet_activation"]
 
@@ -137,17 +137,17 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
     # 1. gambling (the default): one epoch on the embedded synthetic dataset (generated on this first run)
     out = run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1")
     ckpt = torch.load(bundle / "models" / "model.pt", weights_only=True)
-    assert set(ckpt) == {"model", "gambler"}  # both networks; inference needs only "model"
+    assert set(ckpt) == {"model", "critic"}  # both networks; inference needs only "model"
     assert list((bundle / "data").glob("synthetic_tnscui_n12_*/image/*.PNG"))
     client, runs = mlflow_runs(bundle)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     run = runs[0]
     assert run.info.run_name.startswith("gambling_train_")
-    for key in ("train_loss", "train_gambler_loss", "train_ce", "val_dice", "val_jaccard", "val_bf_score",
+    for key in ("train_loss", "train_critic_loss", "train_ce", "val_dice", "val_jaccard", "val_bf_score",
                 "val_chamfer", "val_hausdorff", "val_mmcl"):  # fmt: skip
         assert key in run.data.metrics, (key, sorted(run.data.metrics))
         assert client.get_metric_history(run.info.run_id, key)[0].step == 1
-    assert run.data.metrics["train_gambler_loss"] < 0 < run.data.metrics["train_ce"]
+    assert run.data.metrics["train_critic_loss"] < 0 < run.data.metrics["train_ce"]
     assert 0.0 <= run.data.metrics["val_dice"] <= 1.0 and 0.5 <= run.data.metrics["val_mmcl"] <= 1.0
     params = run.data.params
     assert params["learning_rate"] == "0.002" and params["image_size"] == "[64, 64]"
@@ -156,15 +156,15 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
     assert {"model.pt", "train.json", "train_ce.json", "figures"} <= artifacts, artifacts
     assert client.list_artifacts(run.info.run_id, "figures/validation")
     assert (bundle / "eval" / "figures" / "gambling" / "validation_epoch001.png").is_file()
-    assert "gambler_loss=" in out  # the progress bar
+    assert "critic_loss=" in out  # the progress bar
 
     # 2. the cross-entropy baseline, its own checkpoint folder and run
     run_bundle(bundle, ["train.json", "train_ce.json"], *TINY, "--max_epochs", "1")
     ce_ckpt = torch.load(bundle / "models" / "ce" / "model.pt", weights_only=True)
-    assert "gambler" not in ce_ckpt and "model.0.conv.weight" in ce_ckpt  # one network: MONAI saves its state dict
+    assert "critic" not in ce_ckpt and "model.0.conv.weight" in ce_ckpt  # one network: MONAI saves its state dict
     client, runs = mlflow_runs(bundle)
     assert runs[-1].info.run_name.startswith("ce_train_") and runs[-1].data.params["loss"] == "CrossEntropyLoss"
-    assert "train_gambler_loss" not in runs[-1].data.metrics and "val_dice" in runs[-1].data.metrics
+    assert "train_critic_loss" not in runs[-1].data.metrics and "val_dice" in runs[-1].data.metrics
 
     # 3. evaluate both checkpoints on the real DDTI images (original resolution, per-image CSV), compared
     real = realdata / "ultrasound_thyroid_ddti_tnscui"
@@ -221,10 +221,49 @@ def test_two_process_training_on_cpu_gloo(tmp_path, realdata):
     assert (bundle / "models" / "model.pt").is_file()
     _, runs = mlflow_runs(bundle)
     assert len(runs) == 1  # only rank 0 tracks
-    assert {"val_dice", "train_loss", "train_gambler_loss"} <= set(runs[0].data.metrics)
+    assert {"val_dice", "train_loss", "train_critic_loss"} <= set(runs[0].data.metrics)
 
 
 def test_bad_dataset_dir_is_a_clear_error(tmp_path):
     bundle = bundle_copy(tmp_path)
     with pytest.raises(AssertionError, match="TN-SCUI dataset folder .*nope does not exist"):
         run_bundle(bundle, ["train.json"], *TINY, "--dataset_dir", str(tmp_path / "nope"), "--max_epochs", "1")
+
+
+@pytest.mark.parametrize(
+    "files, trainer, critic",
+    [
+        (["train_ce.json"], "SupervisedTrainer", None),
+        (["train_ce.json", "train_focal.json"], "SupervisedTrainer", None),
+        (["train_adversarial.json"], "SegmenterCriticTrainer", "PatchDiscriminator"),
+        (["train_segan.json"], "SegmenterCriticTrainer", "PatchDiscriminator"),
+        (["train_confidence.json"], "SegmenterCriticTrainer", "ConfidenceNetwork"),
+        ([], "SegmenterCriticTrainer", "Gambler"),
+    ],
+    ids=["ce", "focal", "adversarial", "segan", "confidence", "gambling"],
+)
+def test_every_method_config_trains(tmp_path, monkeypatch, files, trainer, critic):
+    import torch
+    from monai.bundle import ConfigWorkflow
+
+    bundle = bundle_copy(tmp_path)
+    monkeypatch.chdir(bundle)
+    tiny = {"synthetic_num_images": 12, "image_size": [64, 64], "network_def#channels": [4, 8, 16, 32, 64],
+            "network_def#num_res_units": 0, "batch_size": 4, "val_batch_size": 4, "max_epochs": 1}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wf = ConfigWorkflow(config_file=["configs/train.json", *(f"configs/{f}" for f in files)], **tiny)
+        wf.initialize()
+        wf.run()
+        wf.finalize()
+    engine = wf.parser.get_parsed_content("train#trainer")
+    assert type(engine).__name__ == trainer
+    assert np.isfinite(engine.state.metrics["train_loss"])
+    method = wf.parser.get_parsed_content("method")
+    ckpt = torch.load(Path(wf.parser.get_parsed_content("ckpt_dir")) / "model.pt", weights_only=True)
+    if critic is None:
+        assert "critic" not in ckpt
+    else:
+        assert type(engine.critic).__name__ == critic and set(ckpt) == {"model", "critic"}
+        assert np.isfinite(engine.state.metrics["train_critic_loss"])
+    assert (bundle / "eval" / "figures" / method / "validation_epoch001.png").is_file()
