@@ -1,6 +1,20 @@
-"""Network architectures: critics for two-network training (the segmenters are MONAI's)."""
+"""Network architectures: critics for two-network training, and DeepLabV3+ / PSPNet on MONAI's encoders."""
 
 from .confidence import ConfidenceNetwork
+from .deeplab import ASPP, DeepLabV3Plus
+from .encoders import build_encoder, dilate_resnet_encoder, encoder_channels, encoder_names
 from .gambler import Gambler
+from .pspnet import PSPNet, PyramidPooling
 
-__all__ = ["ConfidenceNetwork", "Gambler"]
+__all__ = [
+    "ASPP",
+    "ConfidenceNetwork",
+    "DeepLabV3Plus",
+    "Gambler",
+    "PSPNet",
+    "PyramidPooling",
+    "build_encoder",
+    "dilate_resnet_encoder",
+    "encoder_channels",
+    "encoder_names",
+]
