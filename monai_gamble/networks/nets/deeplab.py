@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from monai.networks.layers import Act, Conv, Norm, Pool
+from monai.networks.layers.utils import get_act_layer
 from monai.networks.nets.resnet import ResNetEncoder
 from torch import nn
 
-from .encoders import build_encoder, dilate_resnet_encoder, encoder_channels
+from .encoders import _input_size_guard, build_encoder, dilate_resnet_encoder, encoder_channels
 
 __all__ = ["ASPP", "DeepLabV3Plus"]
 
@@ -29,7 +30,7 @@ class ASPP(nn.Module):
 
     The image-pooling branch has no normalisation: its input is one value per channel and image, on
     which batch norm fails in training at batch size 1 and is meaningless at small batches; it has a
-    bias instead. The other branches use ``norm``.
+    bias instead (and ``act``). The other branches use ``norm``.
 
     Args:
         spatial_dims: 1, 2 or 3.
@@ -66,7 +67,7 @@ class ASPP(nn.Module):
             ]
         )
         self.pool = nn.Sequential(
-            Pool[Pool.ADAPTIVEAVG, spatial_dims](1), conv(in_channels, out_channels, kernel_size=1), nn.ReLU()
+            Pool[Pool.ADAPTIVEAVG, spatial_dims](1), conv(in_channels, out_channels, kernel_size=1), get_act_layer(act)
         )
         self.project = Convolution(
             spatial_dims,
@@ -99,23 +100,36 @@ class DeepLabV3Plus(nn.Module):
     MONAI's encoders downsample by 32. A stride of 16 or 8 (the paper's) is reached on ResNet
     encoders by replacing the strides of the last stages with dilation
     (:func:`monai_gamble.networks.nets.encoders.dilate_resnet_encoder`); EfficientNet encoders work
-    at 32 only. Inputs of any size work (the output is resized to the input); sizes divisible by 32
-    avoid rounding in the encoder.
+    at 32 only (their "same" padding is fixed for their nominal image size, so their strides cannot
+    be replaced by dilation; taking their stride-16 output instead would leave the last stage
+    unused). Inputs of any size work: the encoder rounds sizes not divisible by its strides, the
+    ASPP output is resized to the stride-4 features, and the logits to the input's exact size (a
+    65 x 97 input gives 65 x 97 logits); sizes divisible by 32 avoid the rounding. EfficientNet
+    encoders (MONAI's, as in ``FlexibleUNet``) need every spatial size to be at least about 32
+    (efficientnet-b0: 32); smaller inputs raise a ``ValueError`` that says so.
+
+    Batch size 1: in eval any size works. In training the image-pooling branch has no batch norm
+    (see :class:`ASPP`), so batch size 1 trains as long as the deepest features have more than one
+    value per channel (an input larger than ``output_stride`` in one dimension for ResNet, about
+    twice that for EfficientNet); smaller inputs raise a ``ValueError`` that says so (MONAI's
+    encoders use batch norm throughout).
 
     Args:
         spatial_dims: 2 or 3 (3D with ResNet encoders and EfficientNet, as MONAI allows).
         in_channels: input channels.
         out_channels: output channels (classes; logits).
         backbone: a name of MONAI's encoder registry, e.g. ``"resnet34"``, ``"efficientnet-b0"``.
-        pretrained: load the encoder's pretrained weights (downloaded by MONAI; 2D, and 3-channel
-            input for EfficientNet, as MONAI requires).
+        pretrained: load the encoder's pretrained weights, downloaded by MONAI: MedicalNet for ResNet
+            (3D, ``in_channels=1`` only), ImageNet for EfficientNet (2D only; see
+            :func:`~monai_gamble.networks.nets.build_encoder`).
         output_stride: 8, 16 or 32; default 16 for ResNet encoders, 32 for the others.
         atrous_rates: ASPP rates; default scaled to ``output_stride`` as above.
         aspp_channels: channels of the ASPP branches and output (256).
         low_level_channels: channels of the projected stride-4 features (48).
         decoder_channels: channels of the fusion convolutions (256).
-        norm: normalisation (MONAI ``Norm``), batch norm by default.
-        act: activation (MONAI ``Act``), ReLU by default.
+        norm: normalisation of the decoder (MONAI ``Norm``), batch norm by default; the encoder keeps
+            MONAI's (batch norm).
+        act: activation of the decoder (MONAI ``Act``), ReLU by default.
         dropout: dropout after ASPP's projection and before the classifier.
 
     Shapes:
@@ -123,7 +137,9 @@ class DeepLabV3Plus(nn.Module):
 
     Raises:
         ValueError: for an unknown backbone, ``spatial_dims`` other than 2 or 3, a non-positive
-            ``out_channels``, or an output stride the encoder cannot give.
+            ``out_channels``, or an output stride the encoder cannot give; in training at batch size 1,
+            for an input so small that the deepest features have a single value per channel; for an
+            input smaller than an EfficientNet encoder accepts.
 
     Example:
         >>> net = DeepLabV3Plus(spatial_dims=2, in_channels=1, out_channels=2, backbone="resnet34")
@@ -187,8 +203,9 @@ class DeepLabV3Plus(nn.Module):
         self.classifier = Conv[Conv.CONV, spatial_dims](decoder_channels, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(x)
-        high = self.aspp(features[-1])
-        low = self.low_level(features[1])
-        y = self.fuse(torch.cat([_interpolate(high, low.shape[2:]), low], dim=1))
+        with _input_size_guard(x, self.output_stride, self.training):
+            features = self.encoder(x)
+            high = self.aspp(features[-1])
+            low = self.low_level(features[1])
+            y = self.fuse(torch.cat([_interpolate(high, low.shape[2:]), low], dim=1))
         return _interpolate(self.classifier(y), x.shape[2:])

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
+import torch
+from monai.networks.nets.efficientnet import EfficientNetBNFeatures
 from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE
 from monai.networks.nets.resnet import ResNetEncoder
 from torch import nn
@@ -24,7 +28,17 @@ def encoder_channels(backbone: str) -> tuple[int, ...]:
 
 def build_encoder(backbone: str, spatial_dims: int, in_channels: int, pretrained: bool = False) -> nn.Module:
     """An encoder of MONAI's ``FlexibleUNet`` registry whose forward returns five feature maps at
-    strides 2, 4, 8, 16 and 32.
+    strides 2, 4, 8, 16 and 32, built as ``FlexibleUNet`` builds it (the registry's parameters with
+    ``spatial_dims``, ``in_channels`` and ``pretrained`` replaced).
+
+    ``pretrained`` is passed to MONAI, which downloads the weights: MedicalNet weights for ResNet
+    encoders (3D with ``in_channels=1`` only; MONAI raises otherwise), ImageNet weights for
+    EfficientNet encoders (2D only; MONAI ignores the flag in 3D, and leaves the stem random when
+    ``in_channels != 3``).
+
+    EfficientNet encoders lose their classification head (``_conv_head``, ``_bn1``, ``_fc``), which
+    their feature forward never uses: every parameter then gets a gradient, so DDP needs no
+    ``find_unused_parameters``. The weights are loaded (by MONAI) before the head is removed.
 
     Raises:
         ValueError: for an unknown backbone name (listing the known ones).
@@ -38,7 +52,53 @@ def build_encoder(backbone: str, spatial_dims: int, in_channels: int, pretrained
         "in_channels": in_channels,
         "pretrained": pretrained,
     }
-    return entry["type"](**params)
+    encoder = entry["type"](**params)
+    if isinstance(encoder, EfficientNetBNFeatures):
+        for name in ("_conv_head", "_conv_head_padding", "_bn1", "_avg_pooling", "_dropout", "_fc"):
+            if hasattr(encoder, name):
+                delattr(encoder, name)
+    return encoder
+
+
+def _trim_efficientnet(encoder: nn.Module, num_features: int) -> nn.Module:
+    """Keep the blocks of a MONAI EfficientNet encoder up to its ``num_features``-th output (3: the
+    stride-8 features are the last output), so that deeper blocks are neither computed nor left
+    without gradient. Block names are kept, so the loaded weights stay where they are."""
+    stacks = [i for i in encoder.extract_stacks if i > 0][: num_features - (0 in encoder.extract_stacks)]
+    encoder.extract_stacks = [i for i in encoder.extract_stacks if i == 0] + stacks
+    encoder._blocks = encoder._blocks[: stacks[-1]]
+    return encoder
+
+
+@contextlib.contextmanager
+def _input_size_guard(x: torch.Tensor, deepest_stride: int, training: bool) -> Iterator[None]:
+    """Turn the errors of inputs too small for the encoder into errors that say what to do:
+
+    - in training at batch size 1, batch norm's "Expected more than 1 value per channel" (the
+      stride-``deepest_stride`` features are 1 x 1);
+    - in any mode, "Kernel size can't be greater than actual input size" from EfficientNet encoders,
+      whose "same" padding is fixed for their nominal image size (b0 needs every spatial size to be
+      at least 32 when its stride-32 features are used, 8 when only the stride-8 ones are).
+    """
+    try:
+        yield
+    except ValueError as e:
+        if not (training and x.shape[0] == 1 and "more than 1 value per channel" in str(e)):
+            raise
+        raise ValueError(
+            f"an input of spatial size {tuple(x.shape[2:])} is too small to train at batch size 1: its "
+            f"features at stride {deepest_stride} have a single value per channel, which batch norm "
+            f"cannot normalise in training. Use a batch of 2 or more, make one spatial size at least "
+            f"{2 * deepest_stride}, or call eval()."
+        ) from e
+    except RuntimeError as e:
+        if "Kernel size can't be greater than actual input size" not in str(e):
+            raise
+        raise ValueError(
+            f"an input of spatial size {tuple(x.shape[2:])} is too small for this EfficientNet encoder "
+            f"(its padding is fixed for its nominal image size): make every spatial size at least "
+            f"{deepest_stride}, e.g. with monai.transforms.SpatialPad."
+        ) from e
 
 
 def _dilate_stage(stage: nn.Module, previous: int, dilation: int) -> None:

@@ -11,7 +11,7 @@ from monai.networks.nets.resnet import ResNetEncoder
 from torch import nn
 
 from .deeplab import _interpolate
-from .encoders import build_encoder, dilate_resnet_encoder, encoder_channels
+from .encoders import _input_size_guard, _trim_efficientnet, build_encoder, dilate_resnet_encoder, encoder_channels
 
 __all__ = ["PSPNet", "PyramidPooling"]
 
@@ -77,19 +77,31 @@ class PSPNet(nn.Module):
     Pyramid pooling (:class:`PyramidPooling`, bins 1, 2, 3, 6) on the stride-8 features, a 3x3
     fusion convolution (``fusion_channels``, 512), dropout, a 1x1 classifier, and an upsampling to
     the input's exact size. On ResNet encoders the stride-8 features are the deepest ones, their
-    last two stages dilated (rates 2 and 4) as in the paper; on other encoders (EfficientNet) the
-    encoder's own stride-8 output is used (its deeper stages are computed but unused).
+    last two stages dilated (rates 2 and 4) as in the paper; on EfficientNet encoders the encoder's
+    own stride-8 output is used and its deeper blocks are removed (neither computed nor left
+    without gradient).
+
+    Input sizes: any (down to 8 per dimension with efficientnet-b0, whose padding is fixed; smaller
+    raises a ``ValueError`` that says so); the logits are resized to the input's exact size (65 x
+    97 in, 65 x 97 out).
+    Batch size 1: in eval any size works; in training the bin of size 1 has no batch norm (see
+    :class:`PyramidPooling`), so batch size 1 trains unless the stride-8 features are 1 x 1 (an
+    input of at most 8 in every dimension for ResNet, under 16 for EfficientNet, whose padding
+    rounds down), which raises a ``ValueError`` that says so.
 
     Args:
         spatial_dims: 2 or 3.
         in_channels: input channels.
         out_channels: output channels (classes; logits).
         backbone: a name of MONAI's encoder registry, e.g. ``"resnet50"``, ``"efficientnet-b0"``.
-        pretrained: load the encoder's pretrained weights (downloaded by MONAI).
+        pretrained: load the encoder's pretrained weights, downloaded by MONAI: MedicalNet for ResNet
+            (3D, ``in_channels=1`` only), ImageNet for EfficientNet (2D only; see
+            :func:`~monai_gamble.networks.nets.build_encoder`).
         bins: pooled sizes of the pyramid.
         fusion_channels: channels of the 3x3 convolution after the pyramid (512).
-        norm: normalisation (MONAI ``Norm``), batch norm by default.
-        act: activation (MONAI ``Act``), ReLU by default.
+        norm: normalisation of the decoder (MONAI ``Norm``), batch norm by default; the encoder keeps
+            MONAI's (batch norm).
+        act: activation of the decoder (MONAI ``Act``), ReLU by default.
         dropout: dropout before the classifier (0.1).
 
     Shapes:
@@ -97,7 +109,8 @@ class PSPNet(nn.Module):
 
     Raises:
         ValueError: for an unknown backbone, ``spatial_dims`` other than 2 or 3, non-positive
-            channels or bad bins.
+            channels or bad bins; in training at batch size 1, for an input whose stride-8 features
+            have a single value per channel.
 
     Example:
         >>> net = PSPNet(spatial_dims=2, in_channels=1, out_channels=2, backbone="resnet34")
@@ -126,7 +139,7 @@ class PSPNet(nn.Module):
         encoder = build_encoder(backbone, spatial_dims, in_channels, pretrained)
         channels = encoder_channels(backbone)
         self.dilated = isinstance(encoder, ResNetEncoder)
-        self.encoder = dilate_resnet_encoder(encoder, 8) if self.dilated else encoder
+        self.encoder = dilate_resnet_encoder(encoder, 8) if self.dilated else _trim_efficientnet(encoder, 3)
         feature_channels = channels[-1] if self.dilated else channels[2]
         self.pyramid = PyramidPooling(spatial_dims, feature_channels, bins, norm=norm, act=act)
         self.fuse = Convolution(
@@ -142,6 +155,7 @@ class PSPNet(nn.Module):
         self.classifier = Conv[Conv.CONV, spatial_dims](fusion_channels, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(x)
-        f = features[-1] if self.dilated else features[2]
-        return _interpolate(self.classifier(self.fuse(self.pyramid(f))), x.shape[2:])
+        with _input_size_guard(x, 8, self.training):
+            f = self.encoder(x)[-1]  # stride 8: dilated ResNet, or trimmed EfficientNet
+            y = self.fuse(self.pyramid(f))
+        return _interpolate(self.classifier(y), x.shape[2:])
