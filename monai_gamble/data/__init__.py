@@ -2,30 +2,52 @@
 
 from .datasets import SPLIT_NAMES, image_folder_datalist, read_csv_rows, split_datalist, tnscui_datalist
 from .nerve import find_conflicting_duplicates, nerve_datalist, nerve_test_datalist
-from .rle import RLEFormat, masks_to_rle_csv, rle_decode, rle_encode
+from .rle import RLEFormat, masks_to_rle_csv, rle_decode, rle_encode, rle_union
 from .samplers import ClassConditionalBatchSampler, class_presence
+from .siim import (
+    DicomHeader,
+    MissingPolicy,
+    SIIMMatch,
+    match_siim_files,
+    read_dicom_header,
+    read_siim_csv,
+    siim_datalist,
+    siim_test_datalist,
+)
 from .synthetic import make_thyroid_ultrasound, thyroid_ultrasound_sample
 from .synthetic_multiclass import MULTICLASS_BLOB_CLASSES, make_multiclass_blobs
 from .synthetic_nerve import make_nerve_ultrasound, nerve_ultrasound_sweep
+from .synthetic_xray import chest_xray_sample, make_chest_xrays
 
 __all__ = [
     "MULTICLASS_BLOB_CLASSES",
     "SPLIT_NAMES",
     "ClassConditionalBatchSampler",
+    "DicomHeader",
+    "MissingPolicy",
     "RLEFormat",
+    "SIIMMatch",
+    "chest_xray_sample",
     "class_presence",
     "find_conflicting_duplicates",
     "image_folder_datalist",
+    "make_chest_xrays",
     "make_multiclass_blobs",
     "make_nerve_ultrasound",
     "make_thyroid_ultrasound",
     "masks_to_rle_csv",
+    "match_siim_files",
     "nerve_datalist",
     "nerve_test_datalist",
     "nerve_ultrasound_sweep",
     "read_csv_rows",
+    "read_dicom_header",
+    "read_siim_csv",
     "rle_decode",
     "rle_encode",
+    "rle_union",
+    "siim_datalist",
+    "siim_test_datalist",
     "split_datalist",
     "thyroid_ultrasound_sample",
     "tnscui_datalist",

@@ -109,20 +109,32 @@ def split_datalist(
     return {name: sorted(v, key=lambda it: str(it[key])) for name, v in out.items()}
 
 
-def read_csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+def read_csv_rows(path: str | os.PathLike, fieldnames: Sequence[str] | None = None) -> list[dict[str, str]]:
     """Read a CSV into a list of dicts, tolerant of the quirks of challenge CSVs.
 
     A UTF-8 byte-order mark is dropped, header names and values are stripped of surrounding
     white space (SIIM's ``ImageId, EncodedPixels``), and blank lines are skipped.
+
+    Args:
+        path: the CSV file.
+        fieldnames: the column names of a CSV without a header row (e.g. SIIM's sample
+            ``train-rle-sample.csv``), or None when the first row is the header.
+
+    Raises:
+        ValueError: naming the file and line, for an empty file or a row with another number of
+            fields than the header.
     """
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         rows = [r for r in reader if any(c.strip() for c in r)]
-    if not rows:
+    if fieldnames is not None:
+        header, body, first_line = [str(h).strip() for h in fieldnames], rows, 1
+    elif not rows:
         raise ValueError(f"{path} is empty.")
-    header = [h.strip() for h in rows[0]]
+    else:
+        header, body, first_line = [h.strip() for h in rows[0]], rows[1:], 2
     out = []
-    for lineno, r in enumerate(rows[1:], start=2):
+    for lineno, r in enumerate(body, start=first_line):
         if len(r) != len(header):
             raise ValueError(f"{path}, line {lineno}: {len(r)} fields where the header {header} has {len(header)}.")
         out.append({h: v.strip() for h, v in zip(header, r, strict=True)})

@@ -42,7 +42,7 @@ import numpy as np
 from monai.utils import StrEnum, look_up_option
 from PIL import Image
 
-__all__ = ["RLEFormat", "masks_to_rle_csv", "rle_decode", "rle_encode"]
+__all__ = ["RLEFormat", "masks_to_rle_csv", "rle_decode", "rle_encode", "rle_union"]
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
 
@@ -205,6 +205,48 @@ def rle_decode(rle: str, shape: Sequence[int], format: RLEFormat | str = RLEForm
     np.add.at(delta, starts + lengths, -1)
     flat = np.cumsum(delta[:n]) > 0
     return flat.reshape(w, h).T
+
+
+def rle_union(rles: str | Sequence[str], shape: Sequence[int], format: RLEFormat | str = RLEFormat.KAGGLE) -> str:
+    """Unite several run-length strings of one image into one (the union of their masks).
+
+    SIIM-ACR's ``train-rle.csv`` has one row per pneumothorax region, so an image with two regions
+    has two rows; Kaggle's challenges likewise list one row per object in some CSVs. Each string
+    is decoded with :func:`rle_decode` (so each is checked), the masks are united,
+
+    .. math:: M = \\bigvee_{k} \\operatorname{decode}(r_k),
+
+    and the union is encoded with :func:`rle_encode`. Overlapping regions count once; an empty
+    string (``"-1"`` in the SIIM format) adds nothing.
+
+    Args:
+        rles: one string or a sequence of strings, all of the same image and format.
+        shape: ``(H, W)`` of the image.
+        format: ``"kaggle"`` or ``"siim"``.
+
+    Returns:
+        One run-length string in ``format`` (the empty mask's, ``""`` or ``"-1"``, for no region).
+
+    Raises:
+        ValueError: as :func:`rle_decode`, naming the row (0-based) that cannot be decoded.
+        TypeError: if a row is not a string.
+
+    Example:
+        >>> rle_union(["5 2", "1 2"], (4, 4), format="siim")  # column-major pixels 5-6 and 1-2
+        '1 2 2 2'
+    """
+    fmt = look_up_option(format, RLEFormat)
+    rows = [rles] if isinstance(rles, str) else list(rles)
+    union: np.ndarray | None = None
+    for k, rle in enumerate(rows):
+        try:
+            mask = rle_decode(rle, shape, fmt)
+        except ValueError as e:
+            raise ValueError(f"row {k} of {len(rows)}: {e}") from None
+        union = mask if union is None else union | mask
+    if union is None:
+        return _EMPTY[fmt]
+    return rle_encode(union, fmt)
 
 
 def _natural_key(name: str) -> tuple[Any, ...]:

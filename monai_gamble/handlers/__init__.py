@@ -5,8 +5,10 @@ from .fairness import ClassFairness
 from .figures import SegmentationFigureHandler, log_artifact_to_mlflow
 from .metrics import MMCL, BoundaryFScore, ChamferDistance, HausdorffDistance
 from .progress import ProgressBar
+from .progressive import ProgressiveResizing, ResizeStage
 from .report import MetricsReport, compare_reports, format_summary_table, summarize
 from .stochastic_tce import StochasticTCEHandler
+from .swa import StochasticWeightAveraging
 
 __all__ = [
     "MMCL",
@@ -17,8 +19,11 @@ __all__ = [
     "HausdorffDistance",
     "MetricsReport",
     "ProgressBar",
+    "ProgressiveResizing",
+    "ResizeStage",
     "SegmentationFigureHandler",
     "StochasticTCEHandler",
+    "StochasticWeightAveraging",
     "compare_reports",
     "format_summary_table",
     "log_artifact_to_mlflow",

@@ -9,6 +9,7 @@ from .adversarial import (
 )
 from .cross_entropy import CrossEntropyLoss, cross_entropy_map
 from .gambling import BettingActivation, GamblingLoss, GamblingLossOutput, betting_map, class_probabilities
+from .lovasz import LovaszHingeLoss, lovasz_grad, lovasz_hinge
 from .tilted import TCEMethod, TiltedCrossEntropyLoss, TiltLevel, tilted_loss
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "CrossEntropyLoss",
     "GamblingLoss",
     "GamblingLossOutput",
+    "LovaszHingeLoss",
     "TCEMethod",
     "TiltLevel",
     "TiltedCrossEntropyLoss",
@@ -24,6 +26,8 @@ __all__ = [
     "class_probabilities",
     "confidence_weighted_cross_entropy",
     "cross_entropy_map",
+    "lovasz_grad",
+    "lovasz_hinge",
     "masked_critic_input",
     "multiscale_l1",
     "target_probabilities",

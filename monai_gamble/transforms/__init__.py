@@ -1,5 +1,7 @@
 """Transforms that MONAI lacks, each in array (``X``) and dictionary (``Xd``) form."""
 
+from .contrast import CLAHE, CLAHED, CLAHEd, CLAHEDict
+from .dicom import InvertMonochrome1, InvertMonochrome1D, InvertMonochrome1d, InvertMonochrome1Dict
 from .erosion import (
     ErosionMaskSmoothing,
     ErosionMaskSmoothingD,
@@ -8,8 +10,13 @@ from .erosion import (
 )
 from .intensity import ToGrayscale, ToGrayscaleD, ToGrayscaled, ToGrayscaleDict
 from .post import ClearSmallMask, ClearSmallMaskD, ClearSmallMaskd, ClearSmallMaskDict
+from .rle import RLEToMask, RLEToMaskD, RLEToMaskd, RLEToMaskDict
 
 __all__ = [
+    "CLAHE",
+    "CLAHED",
+    "CLAHEDict",
+    "CLAHEd",
     "ClearSmallMask",
     "ClearSmallMaskD",
     "ClearSmallMaskDict",
@@ -18,6 +25,14 @@ __all__ = [
     "ErosionMaskSmoothingD",
     "ErosionMaskSmoothingDict",
     "ErosionMaskSmoothingd",
+    "InvertMonochrome1",
+    "InvertMonochrome1D",
+    "InvertMonochrome1Dict",
+    "InvertMonochrome1d",
+    "RLEToMask",
+    "RLEToMaskD",
+    "RLEToMaskDict",
+    "RLEToMaskd",
     "ToGrayscale",
     "ToGrayscaleD",
     "ToGrayscaleDict",

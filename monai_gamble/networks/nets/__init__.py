@@ -5,6 +5,7 @@ from .deeplab import ASPP, DeepLabV3Plus
 from .encoders import build_encoder, dilate_resnet_encoder, encoder_channels, encoder_names
 from .gambler import Gambler
 from .pspnet import PSPNet, PyramidPooling
+from .unetplusplus import UNetPlusPlus
 
 __all__ = [
     "ASPP",
@@ -13,6 +14,7 @@ __all__ = [
     "Gambler",
     "PSPNet",
     "PyramidPooling",
+    "UNetPlusPlus",
     "build_encoder",
     "dilate_resnet_encoder",
     "encoder_channels",
