@@ -1,6 +1,8 @@
 """Shared fixtures: the real-data samples (../shared/realdata, or $MONAI_GAMBLE_REALDATA) and helpers."""
 
+import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,3 +17,18 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real data samples not found at {REALDATA} (set MONAI_GAMBLE_REALDATA)")
     return REALDATA
+
+
+def _folder_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def digest() -> Callable[[Path], str]:
+    """``digest(folder)``: a SHA-256 of every file's relative path and bytes (same bytes, same digest)."""
+    return _folder_digest

@@ -4,9 +4,6 @@ two-process training)."""
 
 import csv
 import json
-import os
-import shutil
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -14,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from bundle_helpers import copy_bundle, recorded_runs, run_bundle
 from PIL import Image
 
 from monai_gamble.data import rle_decode
@@ -34,35 +32,11 @@ TINY = [
 
 
 def bundle_copy(tmp_path: Path) -> Path:
-    dst = tmp_path / "bundle"
-    shutil.copytree(BUNDLE, dst, ignore=shutil.ignore_patterns("models", "eval", "data"))
-    return dst
-
-
-def run_bundle(cwd: Path, configs: list[str], *args: str, torchrun: int = 0, timeout: int = 600) -> str:
-    config_arg = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
-    if torchrun:
-        head = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun}", "--standalone", "-m"]
-    else:
-        head = [sys.executable, "-m"]
-    cmd = [*head, "monai.bundle", "run", "--config_file", config_arg, *args]
-    # one thread per process: on a shared 2-core machine oversubscribed OpenMP threads are many times slower
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env |= {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc.stdout + proc.stderr
+    return copy_bundle(BUNDLE, tmp_path)
 
 
 def mlflow_runs(bundle: Path):
-    import mlflow
-
-    client = mlflow.MlflowClient(f"sqlite:///{bundle / 'eval' / 'mlruns.db'}")
-    exp = client.get_experiment_by_name("nerve_ultrasound_ems")
-    return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    return recorded_runs(bundle, "nerve_ultrasound_ems")
 
 
 def test_metadata_validates_against_monai_schema():

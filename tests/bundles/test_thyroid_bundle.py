@@ -3,16 +3,13 @@
 
 import csv
 import json
-import os
-import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
+from bundle_helpers import copy_bundle, recorded_runs, run_bundle
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,51 +27,17 @@ TINY = [
 
 
 def bundle_copy(tmp_path: Path) -> Path:
-    dst = tmp_path / "bundle"
-    shutil.copytree(BUNDLE, dst, ignore=shutil.ignore_patterns("models", "eval", "data"))
-    return dst
-
-
-def run_bundle(cwd: Path, configs: list[str], *args: str, torchrun: int = 0, timeout: int = 600) -> str:
-    config_arg = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
-    if torchrun:
-        head = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun}", "--standalone", "-m"]
-    else:
-        head = [sys.executable, "-m"]
-    cmd = [*head, "monai.bundle", "run", "--config_file", config_arg, *args]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc.stdout + proc.stderr
+    return copy_bundle(BUNDLE, tmp_path)
 
 
 def mlflow_runs(bundle: Path):
-    import mlflow
-
-    client = mlflow.MlflowClient(f"sqlite:///{bundle / 'eval' / 'mlruns.db'}")
-    exp = client.get_experiment_by_name("thyroid_ultrasound_gambling")
-    return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    return recorded_runs(bundle, "thyroid_ultrasound_gambling")
 
 
 def test_metadata_validates_against_monai_schema():
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     jsonschema.validate(meta, json.loads(SCHEMA.read_text()))
     assert "monai-gamble" in meta["required_packages_version"]
-
-
-def test_configs_name_public_targets_and_import_the_package():
-    for name in ("train.json", "inference.json"):
-        cfg = json.loads((BUNDLE / "configs" / name).read_text())
-        assert "$import monai_gamble" in cfg["imports"]
-    text = "".join(p.read_text() for p in (BUNDLE / "configs").glob("*.json"))
-    for target in {t for t in text.split('"') if t.startswith("monai_gamble.")}:
-        module, _, attr = target.rpartition(".")
-        assert not attr.startswith("_"), target
-        __import__(module)
-        assert hasattr(sys.modules[module], attr), target
 
 
 def test_inference_network_matches_training():

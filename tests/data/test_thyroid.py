@@ -1,5 +1,4 @@
 import csv
-import hashlib
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -16,15 +15,6 @@ from monai_gamble.data import (
     thyroid_ultrasound_sample,
     tnscui_datalist,
 )
-
-
-def digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +48,7 @@ class TestGenerator:
             ratios.append(im[m].mean() / im[window & ~m].mean())
         assert np.median(ratios) < 0.8
 
-    def test_same_seed_same_bytes_other_seed_other_bytes(self, tmp_path, synthetic):
+    def test_same_seed_same_bytes_other_seed_other_bytes(self, tmp_path, synthetic, digest):
         again = make_thyroid_ultrasound(tmp_path / "again", num_images=24, seed=3, label_noise=0.05)
         assert digest(again) == digest(synthetic)
         other = make_thyroid_ultrasound(tmp_path / "other", num_images=24, seed=4, label_noise=0.05)
@@ -80,7 +70,7 @@ class TestGenerator:
         dice = 2 * (a & b).sum() / (a.sum() + b.sum())
         assert 0.7 < dice < 0.995
 
-    def test_reuse_and_conflicts(self, tmp_path):
+    def test_reuse_and_conflicts(self, tmp_path, digest):
         root = make_thyroid_ultrasound(tmp_path / "d", num_images=2, seed=0)
         before = digest(root)
         assert make_thyroid_ultrasound(root, num_images=2, seed=0) == root  # reused, untouched
