@@ -2,6 +2,7 @@
 
 from .datasets import SPLIT_NAMES, image_folder_datalist, read_csv_rows, split_datalist, tnscui_datalist
 from .nerve import find_conflicting_duplicates, nerve_datalist, nerve_test_datalist
+from .pathology import MONUSAC_CLASSES, SARDER_GLOMERULI_CLASSES, PathologyLayout, pathology_datalist
 from .rle import RLEFormat, masks_to_rle_csv, rle_decode, rle_encode, rle_union
 from .samplers import ClassConditionalBatchSampler, class_presence
 from .siim import (
@@ -17,14 +18,19 @@ from .siim import (
 from .synthetic import make_thyroid_ultrasound, thyroid_ultrasound_sample
 from .synthetic_multiclass import MULTICLASS_BLOB_CLASSES, make_multiclass_blobs
 from .synthetic_nerve import make_nerve_ultrasound, nerve_ultrasound_sweep
+from .synthetic_pathology import PATHOLOGY_CLASSES, make_pathology_tiles, pathology_tile_sample
 from .synthetic_xray import chest_xray_sample, make_chest_xrays
 
 __all__ = [
+    "MONUSAC_CLASSES",
     "MULTICLASS_BLOB_CLASSES",
+    "PATHOLOGY_CLASSES",
+    "SARDER_GLOMERULI_CLASSES",
     "SPLIT_NAMES",
     "ClassConditionalBatchSampler",
     "DicomHeader",
     "MissingPolicy",
+    "PathologyLayout",
     "RLEFormat",
     "SIIMMatch",
     "chest_xray_sample",
@@ -34,12 +40,15 @@ __all__ = [
     "make_chest_xrays",
     "make_multiclass_blobs",
     "make_nerve_ultrasound",
+    "make_pathology_tiles",
     "make_thyroid_ultrasound",
     "masks_to_rle_csv",
     "match_siim_files",
     "nerve_datalist",
     "nerve_test_datalist",
     "nerve_ultrasound_sweep",
+    "pathology_datalist",
+    "pathology_tile_sample",
     "read_csv_rows",
     "read_dicom_header",
     "read_siim_csv",

@@ -8,6 +8,7 @@ from .objectives import (
     ObjectiveOutput,
     SegANObjective,
 )
+from .semi_supervised import SemiSupervisedAdversarialObjective, SemiSupervisedAdversarialTrainer, correctness_target
 from .trainer import Alternation, SegmenterCriticTrainer, frozen
 
 __all__ = [
@@ -19,5 +20,8 @@ __all__ = [
     "ObjectiveOutput",
     "SegANObjective",
     "SegmenterCriticTrainer",
+    "SemiSupervisedAdversarialObjective",
+    "SemiSupervisedAdversarialTrainer",
+    "correctness_target",
     "frozen",
 ]

@@ -11,6 +11,7 @@ from .erosion import (
 from .intensity import ToGrayscale, ToGrayscaleD, ToGrayscaled, ToGrayscaleDict
 from .post import ClearSmallMask, ClearSmallMaskD, ClearSmallMaskd, ClearSmallMaskDict
 from .rle import RLEToMask, RLEToMaskD, RLEToMaskd, RLEToMaskDict
+from .stain import RandHEDStainJitter, RandHEDStainJitterD, RandHEDStainJitterd, RandHEDStainJitterDict
 
 __all__ = [
     "CLAHE",
@@ -29,6 +30,10 @@ __all__ = [
     "InvertMonochrome1D",
     "InvertMonochrome1Dict",
     "InvertMonochrome1d",
+    "RandHEDStainJitter",
+    "RandHEDStainJitterD",
+    "RandHEDStainJitterDict",
+    "RandHEDStainJitterd",
     "RLEToMask",
     "RLEToMaskD",
     "RLEToMaskDict",

@@ -2,6 +2,7 @@
 
 from .confidence import ConfidenceNetwork
 from .deeplab import ASPP, DeepLabV3Plus
+from .discriminator import FCDiscriminator
 from .encoders import build_encoder, dilate_resnet_encoder, encoder_channels, encoder_names
 from .gambler import Gambler
 from .pspnet import PSPNet, PyramidPooling
@@ -11,6 +12,7 @@ __all__ = [
     "ASPP",
     "ConfidenceNetwork",
     "DeepLabV3Plus",
+    "FCDiscriminator",
     "Gambler",
     "PSPNet",
     "PyramidPooling",
