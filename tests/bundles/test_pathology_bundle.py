@@ -11,6 +11,8 @@ import pytest
 from bundle_helpers import copy_bundle, recorded_runs, run_bundle
 from PIL import Image
 
+from monai_gamble.data import PATHOLOGY_CLASSES, ClassConditionalBatchSampler
+
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "pathology_semisupervised_adversarial"
 SCHEMA = REPO / "schemas" / "meta_schema_20240725.json"
@@ -102,10 +104,23 @@ def test_check_properties_net_in_out_and_every_training_config(tmp_path, monkeyp
             engine.run()
             assert np.isfinite(engine.state.metrics["train_critic_loss"])
     assert wf.parser.get_parsed_content("num_classes") == 4
-    # stochastic TCE needs its sampler and handler, which this bundle does not wire: a clear error
+    # stochastic TCE: the class-conditional batch sampler feeds the labelled loader, the handler updates it
+    for files, key in (((), "supervised"), (("train_supervised.json",), "loss")):
+        wf = workflow(["train.json", *files], **TINY, loss_name="stochastic_tce", tce_gamma=0.5, max_epochs=1,
+                      epoch_length=3)  # fmt: skip
+        assert wf.check_properties() == []
+        sampler = wf.parser.get_parsed_content("train#batch_sampler")
+        assert isinstance(sampler, ClassConditionalBatchSampler) and len(sampler) == 3
+        assert wf.parser.get_parsed_content("train#dataloader").batch_sampler is sampler
+        assert wf.parser.get_parsed_content("stce_loss_key") == key
+        engine = wf.parser.get_parsed_content("train#trainer")
+        engine.run()
+        assert sum(engine.state.metrics[f"stce_draws_{c}"] for c in PATHOLOGY_CLASSES) == 3
+        weights = [engine.state.metrics[f"stce_weight_{c}"] for c in PATHOLOGY_CLASSES]
+        assert np.isclose(sum(weights), 1.0) and len(set(np.round(weights, 6))) > 1  # moved away from uniform
     with pytest.raises(RuntimeError) as err:
-        workflow(["train.json"], **TINY, loss_name="stochastic_tce").parser.get_parsed_content("loss")
-    assert "Unsupported option 'stochastic_tce'" in str(err.value.__cause__)
+        workflow(["train.json"], **TINY, loss_name="tce_foo").parser.get_parsed_content("loss")
+    assert "Unsupported option 'tce_foo'" in str(err.value.__cause__)
     infer = workflow(
         ["inference.json"],
         "infer",
@@ -226,14 +241,24 @@ def test_real_glomeruli_tiles_binary_train_evaluate_infer(tmp_path, realdata):
 
 
 @pytest.mark.slow
-def test_two_process_training_on_cpu_gloo(tmp_path):
+@pytest.mark.parametrize("loss_name", ["ce", "stochastic_tce"])
+def test_two_process_training_on_cpu_gloo(tmp_path, loss_name):
     bundle = bundle_copy(tmp_path)
-    args = ["--synthetic_num_labelled", "20", *TINY_ARGS[2:]]  # 2 validation tiles: one per rank
+    args = [
+        "--synthetic_num_labelled",
+        "20",
+        *TINY_ARGS[2:],
+        "--loss_name",
+        loss_name,
+    ]  # 2 validation tiles: one per rank
     run_bundle(bundle, ["train.json", "multi_gpu_train.json"], *args, "--max_epochs", "2", torchrun=2)
     assert (bundle / "models" / "model.pt").is_file()
     _, runs = mlflow_runs(bundle)
     assert len(runs) == 1  # only rank 0 tracks
-    assert {"val_miou", "train_loss", "train_unlabeled_loss"} <= set(runs[0].data.metrics)
+    metrics = runs[0].data.metrics
+    assert {"val_miou", "train_loss", "train_unlabeled_loss"} <= set(metrics)
+    if loss_name == "stochastic_tce":  # the class-conditional sampler shards itself; weights logged per class
+        assert np.isclose(sum(metrics[f"stce_weight_{c}"] for c in PATHOLOGY_CLASSES), 1.0, atol=1e-4)
 
 
 def test_bad_dataset_dir_is_a_clear_error(tmp_path):
