@@ -297,7 +297,10 @@ def _run_means(path: Path) -> dict[str, tuple[float, int]]:
 
 
 def _cell(mean: float, std: float, n_inf: int, digits: int, bold: bool) -> str:
-    text = "nan" if math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if math.isnan(mean):
+        text = "nan"
+    else:  # one seed: no spread to show
+        text = f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
     text = f"**{text}**" if bold else text
     return text + (f" †{n_inf}" if n_inf else "")
 
@@ -341,7 +344,7 @@ def summarize_study(config: StudyConfig, digits: int = 3) -> dict[str, Any]:
         finite = vals[np.isfinite(vals)]
         agg[key] = {
             "mean": float(finite.mean()) if finite.size else math.nan,
-            "std": float(finite.std(ddof=1)) if finite.size > 1 else (0.0 if finite.size else math.nan),
+            "std": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,  # undefined for one run
             "n_runs": int(vals.size),
             "n_inf": int(n_inf),
         }

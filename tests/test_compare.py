@@ -1,6 +1,7 @@
 """The study runner: a tiny grid through the thyroid bundle, resume, tables, MLflow tags, bad configs."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -114,3 +115,11 @@ def test_summarize_without_runs_is_a_clear_error(tmp_path, bundle):
     config = load_study_config(write_config(tmp_path, bundle))
     with pytest.raises(FileNotFoundError, match="run the study first"):
         summarize_study(config)
+
+
+def test_table_cells_show_spread_only_over_several_seeds():
+    from monai_gamble.compare import _cell
+
+    assert _cell(0.5, math.nan, 0, 3, False) == "0.500"  # one seed: the sample std is undefined
+    assert _cell(0.5, 0.1, 2, 3, True) == "**0.500 ± 0.100** †2"
+    assert _cell(math.nan, math.nan, 20, 3, False) == "nan †20"
