@@ -14,7 +14,8 @@ other training tiles join the unlabelled ones (their masks unused). Methods:
 - ``semi_self_training``: + Hung et al.'s self-training on trusted pixels (``lambda_semi`` 0.1).
 
 Writes ``results.csv`` (one row per run: per-class IoU, mean IoU / precision / recall / F1,
-train time) and ``results.md`` (the table of the bundle's docs). Finished runs are skipped when
+train time), ``results.md`` (the table of the bundle's docs) and ``results.png`` (mIoU and podocyte
+IoU against the labelled fraction, one line per method, mean and range over seeds). Finished runs are skipped when
 the script is run again. Usage::
 
     python benchmarks/pathology_labelled_fraction.py --output /tmp/pathology_fraction \\
@@ -102,6 +103,40 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def figure(rows: list[dict], path: Path) -> Path:
+    """mIoU and podocyte IoU against the labelled fraction, one line per method (mean, range over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, title in zip(axes, ("mIoU", "iou_podocyte"), ("mean IoU (4 classes)", "podocyte IoU"), strict=True):
+        for method in METHOD_FILES:
+            fractions = sorted({float(r["fraction"]) for r in rows if r["method"] == method})
+            if not fractions:
+                continue
+            vals = [
+                [float(r[key]) for r in rows if r["method"] == method and float(r["fraction"]) == f] for f in fractions
+            ]
+            mean = [sum(v) / len(v) for v in vals]
+            err = [
+                [m - min(v) for m, v in zip(mean, vals, strict=True)],
+                [max(v) - m for m, v in zip(mean, vals, strict=True)],
+            ]
+            ax.errorbar([100 * f for f in fractions], mean, yerr=err, marker="o", capsize=3, label=method)
+        ax.set_xscale("log")
+        ax.set_xticks([10, 25, 100], ["10%", "25%", "100%"])
+        ax.set_xlabel("labelled fraction of the training split")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", type=Path, required=True, help="folder of the runs and the result tables")
@@ -131,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                     w.writerows(rows)
                 (args.output / "results.md").write_text(table(rows) + "\n")
     print(table(rows))
+    print("figure:", figure(rows, args.output / "results.png"))
     return 0
 
 
