@@ -10,7 +10,6 @@ from .boundary import (
     compute_hausdorff_distance,
 )
 from .calibration import MMCLMetric, compute_mmcl
-from .competition import CompetitionDiceMetric, compute_competition_dice
 from .fairness import (
     FAIRNESS_KEYS,
     ClassFairnessMetric,
@@ -24,13 +23,11 @@ __all__ = [
     "BoundaryFScoreMetric",
     "ChamferDistanceMetric",
     "ClassFairnessMetric",
-    "CompetitionDiceMetric",
     "HausdorffDistanceMetric",
     "MMCLMetric",
     "compute_bf_score",
     "compute_chamfer_distance",
     "compute_class_intersection_union",
-    "compute_competition_dice",
     "compute_hausdorff_distance",
     "compute_mmcl",
     "fairness_summary",
