@@ -47,3 +47,38 @@ def recorded_runs(bundle: Path, experiment: str):
     client = mlflow.MlflowClient(f"sqlite:///{bundle / 'eval' / 'mlruns.db'}")
     exp = client.get_experiment_by_name(experiment)
     return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def initialized_workflow(bundle: Path, files: list[str], workflow_type: str = "train", **overrides):
+    """A MONAI ``ConfigWorkflow`` of ``bundle/configs/<files>`` with ``overrides``, initialised."""
+    import warnings
+
+    from monai.bundle import ConfigWorkflow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MONAI warns on every parse that "$" expressions run code
+        wf = ConfigWorkflow(
+            config_file=[str(bundle / "configs" / f) for f in files],
+            meta_file=str(bundle / "configs" / "metadata.json"),
+            workflow_type=workflow_type,
+            **overrides,
+        )
+        wf.initialize()
+    return wf
+
+
+def verify_inference_network(bundle: Path, n: int = 4, **overrides) -> None:
+    """MONAI's ``verify_net_in_out`` on the bundle's ``inference.json`` and ``metadata.json``."""
+    import warnings
+
+    from monai.bundle import verify_net_in_out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        verify_net_in_out(
+            net_id="network_def",
+            meta_file=str(bundle / "configs" / "metadata.json"),
+            config_file=str(bundle / "configs" / "inference.json"),
+            n=n,
+            **overrides,
+        )

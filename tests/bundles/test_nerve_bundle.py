@@ -5,13 +5,12 @@ two-process training)."""
 import csv
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
-from bundle_helpers import copy_bundle, recorded_runs, run_bundle
+from bundle_helpers import copy_bundle, initialized_workflow, recorded_runs, run_bundle, verify_inference_network
 from PIL import Image
 
 from monai_gamble.data import rle_decode
@@ -67,36 +66,13 @@ def test_configs_name_public_targets_and_follow_the_issue():
 
 
 def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
-    from monai.bundle import ConfigWorkflow, verify_net_in_out
-
     bundle = bundle_copy(tmp_path)
     monkeypatch.chdir(bundle)  # bundle_root is "."; the properties resolve the (tiny) synthetic dataset there
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train = ConfigWorkflow(
-            config_file=str(BUNDLE / "configs" / "train.json"),
-            meta_file=str(BUNDLE / "configs" / "metadata.json"),
-            workflow_type="train",
-            synthetic_num_subjects=2,
-            synthetic_images_per_subject=2,
-            synthetic_num_test_images=1,
-        )
-        train.initialize()
-        assert train.check_properties() == []
-        infer = ConfigWorkflow(
-            config_file=str(BUNDLE / "configs" / "inference.json"),
-            meta_file=str(BUNDLE / "configs" / "metadata.json"),
-            workflow_type="infer",
-            dataset_dir=str(next((bundle / "data").glob("synthetic_nerve_s2x2_*"))),
-        )
-        infer.initialize()
-        assert infer.check_properties() == []
-        verify_net_in_out(
-            net_id="network_def",
-            meta_file=str(BUNDLE / "configs" / "metadata.json"),
-            config_file=str(BUNDLE / "configs" / "inference.json"),
-            n=4,
-        )
+    tiny = {"synthetic_num_subjects": 2, "synthetic_images_per_subject": 2, "synthetic_num_test_images": 1}
+    assert initialized_workflow(BUNDLE, ["train.json"], **tiny).check_properties() == []
+    data = next((bundle / "data").glob("synthetic_nerve_s2x2_*"))
+    assert initialized_workflow(BUNDLE, ["inference.json"], "infer", dataset_dir=str(data)).check_properties() == []
+    verify_inference_network(BUNDLE)
     assert not any((REPO / d).exists() for d in ("data", "eval", "models")), "the test wrote into the repository"
 
 

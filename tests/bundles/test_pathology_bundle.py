@@ -2,13 +2,12 @@
 ``python -m monai.bundle run`` (train, evaluate, inference, two-process training) on synthetic and real tiles."""
 
 import json
-import warnings
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
-from bundle_helpers import copy_bundle, recorded_runs, run_bundle
+from bundle_helpers import copy_bundle, initialized_workflow, recorded_runs, run_bundle, verify_inference_network
 from PIL import Image
 
 from monai_gamble.data import PATHOLOGY_CLASSES, ClassConditionalBatchSampler
@@ -43,18 +42,7 @@ def mlflow_runs(bundle: Path):
 
 
 def workflow(files, workflow_type="train", **overrides):
-    from monai.bundle import ConfigWorkflow
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        wf = ConfigWorkflow(
-            config_file=[str(BUNDLE / "configs" / f) for f in files],
-            meta_file=str(BUNDLE / "configs" / "metadata.json"),
-            workflow_type=workflow_type,
-            **overrides,
-        )
-        wf.initialize()
-    return wf
+    return initialized_workflow(BUNDLE, files, workflow_type, **overrides)
 
 
 def test_metadata_validates_against_monai_schema():
@@ -80,8 +68,6 @@ def test_inference_network_matches_training():
 
 
 def test_check_properties_net_in_out_and_every_training_config(tmp_path, monkeypatch):
-    from monai.bundle import verify_net_in_out
-
     bundle = bundle_copy(tmp_path)
     monkeypatch.chdir(bundle)  # bundle_root is "."; the (tiny) synthetic dataset is generated there
     expected = {
@@ -131,15 +117,7 @@ def test_check_properties_net_in_out_and_every_training_config(tmp_path, monkeyp
     )
     assert infer.check_properties() == []
     assert len(infer.parser.get_parsed_content("datalist")) == 4  # the unlabelled tiles
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        verify_net_in_out(
-            net_id="network_def",
-            meta_file=str(BUNDLE / "configs" / "metadata.json"),
-            config_file=str(BUNDLE / "configs" / "inference.json"),
-            n=2,
-            backbone="resnet10",
-        )
+    verify_inference_network(BUNDLE, n=2, backbone="resnet10")
     assert not any((REPO / d).exists() for d in ("data", "eval", "models")), "the test wrote into the repository"
 
 

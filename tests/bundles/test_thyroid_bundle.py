@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from bundle_helpers import copy_bundle, recorded_runs, run_bundle
+from bundle_helpers import copy_bundle, initialized_workflow, recorded_runs, run_bundle, verify_inference_network
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,43 +52,15 @@ def test_inference_network_matches_training():
 
 
 def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
-    from monai.bundle import ConfigWorkflow, verify_net_in_out
-
     bundle = bundle_copy(tmp_path)
     monkeypatch.chdir(bundle)  # bundle_root is "."; the properties resolve the (tiny) synthetic dataset there
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train = ConfigWorkflow(
-            config_file=str(BUNDLE / "configs" / "train.json"),
-            meta_file=str(BUNDLE / "configs" / "metadata.json"),
-            workflow_type="train",
-            synthetic_num_images=12,
-        )
-        train.initialize()
-        assert train.check_properties() == []
-        baseline = ConfigWorkflow(
-            config_file=[str(BUNDLE / "configs" / f) for f in ("train.json", "train_ce.json")],
-            meta_file=str(BUNDLE / "configs" / "metadata.json"),
-            workflow_type="train",
-            synthetic_num_images=12,
-        )
-        baseline.initialize()
-        assert baseline.check_properties() == []
-        assert type(baseline.parser.get_parsed_content("train#trainer")).__name__ == "SupervisedTrainer"
-        infer = ConfigWorkflow(
-            config_file=str(BUNDLE / "configs" / "inference.json"),
-            meta_file=str(BUNDLE / "configs" / "metadata.json"),
-            workflow_type="infer",
-            dataset_dir=str(next((bundle / "data").glob("synthetic_tnscui_n12_*"))),
-        )
-        infer.initialize()
-        assert infer.check_properties() == []
-        verify_net_in_out(
-            net_id="network_def",
-            meta_file=str(BUNDLE / "configs" / "metadata.json"),
-            config_file=str(BUNDLE / "configs" / "inference.json"),
-            n=4,
-        )
+    assert initialized_workflow(BUNDLE, ["train.json"], synthetic_num_images=12).check_properties() == []
+    baseline = initialized_workflow(BUNDLE, ["train.json", "train_ce.json"], synthetic_num_images=12)
+    assert baseline.check_properties() == []
+    assert type(baseline.parser.get_parsed_content("train#trainer")).__name__ == "SupervisedTrainer"
+    data = next((bundle / "data").glob("synthetic_tnscui_n12_*"))
+    assert initialized_workflow(BUNDLE, ["inference.json"], "infer", dataset_dir=str(data)).check_properties() == []
+    verify_inference_network(BUNDLE)
     assert not any((REPO / d).exists() for d in ("data", "eval", "models")), "the test wrote into the repository"
 
 
