@@ -3,7 +3,7 @@
 from .critic_map import CriticMapHandler
 from .fairness import ClassFairness
 from .figures import SegmentationFigureHandler, log_artifact_to_mlflow
-from .metrics import MMCL, BoundaryFScore, ChamferDistance, HausdorffDistance
+from .metrics import MMCL, BoundaryFScore, ChamferDistance, HausdorffDistance, shared_boundary_cache
 from .progress import ProgressBar
 from .progressive import ProgressiveResizing, ResizeStage
 from .report import MetricsReport, compare_reports, format_summary_table, summarize
@@ -27,5 +27,6 @@ __all__ = [
     "compare_reports",
     "format_summary_table",
     "log_artifact_to_mlflow",
+    "shared_boundary_cache",
     "summarize",
 ]

@@ -2,18 +2,59 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from monai.handlers import IgniteMetricHandler
-from monai.utils import MetricReduction
+from monai.utils import MetricReduction, min_version, optional_import
 
-from ..metrics import BoundaryFScoreMetric, ChamferDistanceMetric, HausdorffDistanceMetric, MMCLMetric
+from ..metrics import (
+    BoundaryDistanceCache,
+    BoundaryFScoreMetric,
+    ChamferDistanceMetric,
+    DistanceMetric,
+    HausdorffDistanceMetric,
+    MMCLMetric,
+)
 
-__all__ = ["MMCL", "BoundaryFScore", "ChamferDistance", "HausdorffDistance"]
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+
+__all__ = ["MMCL", "BoundaryFScore", "ChamferDistance", "HausdorffDistance", "shared_boundary_cache"]
+
+_ENGINE_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-class BoundaryFScore(IgniteMetricHandler):
+def shared_boundary_cache(engine: Engine) -> BoundaryDistanceCache:
+    """The :class:`~monai_gamble.metrics.BoundaryDistanceCache` of ``engine``: one per engine, shared
+    by every boundary handler attached to it without a ``cache`` of its own, so that the BF-score,
+    Chamfer and Hausdorff handlers of an evaluator extract the boundaries and query the distances once
+    per batch (the cache is held weakly: it goes with the engine)."""
+    cache = _ENGINE_CACHES.get(engine)
+    if cache is None:
+        cache = _ENGINE_CACHES[engine] = BoundaryDistanceCache()
+    return cache
+
+
+class _BoundaryHandler(IgniteMetricHandler):
+    """A boundary metric handler: on :meth:`attach`, a metric without a cache gets the engine's
+    shared one (:func:`shared_boundary_cache`)."""
+
+    def attach(self, engine: Engine, name: str) -> None:  # type: ignore[override]
+        """Attach as MONAI's ``IgniteMetricHandler`` and share the engine's boundary cache."""
+        super().attach(engine, name)
+        if self.metric_fn.cache is None:  # type: ignore[attr-defined]
+            self.metric_fn.cache = shared_boundary_cache(engine)  # type: ignore[attr-defined]
+
+
+class BoundaryFScore(_BoundaryHandler):
     """BF-score averaged over batch, classes and iterations (see :func:`monai_gamble.metrics.compute_bf_score`).
+
+    The boundary handlers of one engine compute the boundary distances once per batch (see
+    :func:`shared_boundary_cache`).
 
     Args:
         include_background: whether to score the first channel.
@@ -21,6 +62,7 @@ class BoundaryFScore(IgniteMetricHandler):
         reduction: MONAI ``MetricReduction``.
         output_transform: extracts ``(y_pred, y)`` from ``engine.state.output``.
         save_details: keep per-image values in ``engine.state.metric_details``.
+        cache: a :class:`~monai_gamble.metrics.BoundaryDistanceCache`; None: the engine's shared one.
     """
 
     def __init__(
@@ -30,16 +72,25 @@ class BoundaryFScore(IgniteMetricHandler):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         output_transform: Callable = lambda x: x,
         save_details: bool = True,
+        cache: BoundaryDistanceCache | None = None,
     ) -> None:
         metric_fn = BoundaryFScoreMetric(
-            include_background=include_background, tolerance=tolerance, reduction=reduction
+            include_background=include_background, tolerance=tolerance, reduction=reduction, cache=cache
         )
         super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
 
 
-class ChamferDistance(IgniteMetricHandler):
+class ChamferDistance(_BoundaryHandler):
     """Chamfer distance averaged over batch, classes and iterations (see
-    :func:`monai_gamble.metrics.compute_chamfer_distance`); ``inf`` if any prediction missed an object."""
+    :func:`monai_gamble.metrics.compute_chamfer_distance`); ``inf`` if any prediction missed an object.
+
+    Args:
+        include_background: whether to score the first channel.
+        reduction: MONAI ``MetricReduction``.
+        output_transform: extracts ``(y_pred, y)`` from ``engine.state.output``.
+        save_details: keep per-image values in ``engine.state.metric_details``.
+        cache: a :class:`~monai_gamble.metrics.BoundaryDistanceCache`; None: the engine's shared one.
+    """
 
     def __init__(
         self,
@@ -47,13 +98,15 @@ class ChamferDistance(IgniteMetricHandler):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         output_transform: Callable = lambda x: x,
         save_details: bool = True,
+        cache: BoundaryDistanceCache | None = None,
     ) -> None:
-        metric_fn = ChamferDistanceMetric(include_background=include_background, reduction=reduction)
+        metric_fn = ChamferDistanceMetric(include_background=include_background, reduction=reduction, cache=cache)
         super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
 
 
-class HausdorffDistance(IgniteMetricHandler):
-    """MONAI's Hausdorff distance handler with the empty-mask cases of :mod:`monai_gamble.metrics`.
+class HausdorffDistance(_BoundaryHandler):
+    """MONAI's Hausdorff distance handler with the empty-mask cases of :mod:`monai_gamble.metrics`
+    (``percentile=95``: HD95).
 
     Args:
         include_background: whether to score the first channel.
@@ -63,17 +116,22 @@ class HausdorffDistance(IgniteMetricHandler):
         reduction: MONAI ``MetricReduction``.
         output_transform: extracts ``(y_pred, y)`` from ``engine.state.output``.
         save_details: keep per-image values in ``engine.state.metric_details``.
+        ignore_index: a class index (or sentinel) to ignore, as MONAI's (see
+            :class:`~monai_gamble.metrics.HausdorffDistanceMetric`).
+        cache: a :class:`~monai_gamble.metrics.BoundaryDistanceCache`; None: the engine's shared one.
     """
 
     def __init__(
         self,
         include_background: bool = False,
-        distance_metric: str = "euclidean",
+        distance_metric: DistanceMetric | str = DistanceMetric.EUCLIDEAN,
         percentile: float | None = None,
         directed: bool = False,
         reduction: MetricReduction | str = MetricReduction.MEAN,
         output_transform: Callable = lambda x: x,
         save_details: bool = True,
+        ignore_index: int | None = None,
+        cache: BoundaryDistanceCache | None = None,
     ) -> None:
         metric_fn = HausdorffDistanceMetric(
             include_background=include_background,
@@ -81,6 +139,8 @@ class HausdorffDistance(IgniteMetricHandler):
             percentile=percentile,
             directed=directed,
             reduction=reduction,
+            ignore_index=ignore_index,
+            cache=cache,
         )
         super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
 

@@ -73,6 +73,40 @@ def test_metric_handlers_values():
     assert engine.state.metric_details["chamfer"][:2, 0].tolist() == [0.0, 0.5]
 
 
+def test_boundary_handlers_of_one_engine_compute_once_per_batch(monkeypatch):
+    from monai.handlers import from_engine
+
+    import monai_gamble.metrics.boundary as boundary_module
+    from monai_gamble.handlers import shared_boundary_cache
+    from monai_gamble.metrics import compute_boundary_metrics
+
+    calls = []
+    real = boundary_module.compute_boundary_distances
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(boundary_module, "compute_boundary_distances", counting)
+    metrics = all_metrics()
+    metrics["hd95"] = HausdorffDistance(percentile=95, output_transform=from_engine(["pred", "label"]))
+    engine = run_evaluator([], metrics)
+    assert len(calls) == 3  # three batches, four boundary handlers
+    cache = shared_boundary_cache(engine)
+    assert (cache.misses, cache.hits) == (3, 9)
+    assert all(m.metric_fn.cache is cache for k, m in metrics.items() if k != "mmcl")
+    # the per-image values equal the one-call metrics of each batch
+    batches = make_batches()
+    expected = [
+        compute_boundary_metrics(b[0]["pred"][None], b[0]["label"][None], tolerance=1.0, include_background=False)
+        for b in batches
+    ]
+    for name, key in (("bf", "bf"), ("chamfer", "chamfer"), ("hd", "hausdorff"), ("hd95", "hausdorff95")):
+        torch.testing.assert_close(engine.state.metric_details[name], torch.cat([e[key] for e in expected]))
+    # another engine has its own cache
+    assert shared_boundary_cache(Engine(lambda e, b: b)) is not cache
+
+
 def test_metrics_report_writes_csv_and_markdown(tmp_path, capsys):
     report = MetricsReport(tmp_path, metric_names={"bf": "BF-score", "chamfer": "Chamfer"}, title="demo")
     run_evaluator([report], all_metrics())
