@@ -120,7 +120,7 @@ class GamblingObjective(CriticObjective):
     Args:
         loss: a :class:`~monai_gamble.losses.GamblingLoss`; if None, one is built from ``loss_kwargs``.
         loss_kwargs: arguments of :class:`~monai_gamble.losses.GamblingLoss` (``lambda_ce``,
-            ``lambda_bet``, ``beta``, ``activation``, ``weight``, ``ignore_index``).
+            ``lambda_bet``, ``beta``, ``activation``, ``weight``, ``ignore_index``, ``budget``).
 
     Example:
         >>> objective = GamblingObjective(lambda_bet=1.0, beta=0.02, activation="sigmoid")
@@ -157,8 +157,10 @@ class GamblingObjective(CriticObjective):
         )
 
     def critic_map(self, critic: Critic, image: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """The normalised betting map ``(B, 1, *spatial)`` (mean 1 per image)."""
-        return betting_map(self._bet(critic, image, logits), self.loss.beta, self.loss.activation)
+        """The normalised betting map ``(B, 1, *spatial)`` (mean 1 per image, or the loss's ``budget``)."""
+        return betting_map(
+            self._bet(critic, image, logits), self.loss.beta, self.loss.activation, budget=self.loss.budget
+        )
 
     @property
     def fused_critic_grad_scale(self) -> float | None:
@@ -170,7 +172,7 @@ def _critic_logits(critic: Critic, image: torch.Tensor, prediction: torch.Tensor
 
 
 class AdversarialObjective(CriticObjective):
-    """Conventional adversarial training for segmentation (Luc et al., "Semantic Segmentation using
+    r"""Conventional adversarial training for segmentation (Luc et al., "Semantic Segmentation using
     Adversarial Networks", 2016), as an objective of
     :class:`~monai_gamble.engines.SegmenterCriticTrainer`.
 
@@ -179,8 +181,8 @@ class AdversarialObjective(CriticObjective):
     adversarial term:
 
     .. math::
-        L_D = \tfrac12\big[\\mathrm{BCE}(D(x, y), 1) + \\mathrm{BCE}(D(x, \\mathrm{sg}(s(x))), 0)\big], \\qquad
-        L_S = L_{ce} + \\lambda\\, \\mathrm{BCE}(D(x, s(x)), 1).
+        L_D = \tfrac12\big[\mathrm{BCE}(D(x, y), 1) + \mathrm{BCE}(D(x, \mathrm{sg}(s(x))), 0)\big], \qquad
+        L_S = L_{ce} + \lambda\, \mathrm{BCE}(D(x, s(x)), 1).
 
     The default critic is MONAI's ``PatchDiscriminator`` on the concatenation of image and
     prediction (``concatenate=True``; it returns all layers' outputs, the last being the logits);
@@ -232,22 +234,22 @@ class AdversarialObjective(CriticObjective):
 
 
 class ConfidenceObjective(CriticObjective):
-    """Adversarial confidence learning (Nie et al., "Difficulty-aware Attention Network with
+    r"""Adversarial confidence learning (Nie et al., "Difficulty-aware Attention Network with
     Confidence Learning for Medical Image Segmentation", AAAI 2019; Nie & Shen, IJCV 2020), as an
     objective of :class:`~monai_gamble.engines.SegmenterCriticTrainer`.
 
     A fully convolutional confidence network :math:`D` (e.g.
     :class:`monai_gamble.networks.nets.ConfidenceNetwork`) gives a per-pixel logit of how *real*
-    (ground-truth-like) the label map looks; its sigmoid :math:`c = \\sigma(D(x, s(x)))` is the
-    confidence map. With the per-pixel cross-entropy :math:`\\ell_j` and class weight
-    :math:`\\omega_j`,
+    (ground-truth-like) the label map looks; its sigmoid :math:`c = \sigma(D(x, s(x)))` is the
+    confidence map. With the per-pixel cross-entropy :math:`\ell_j` and class weight
+    :math:`\omega_j`,
 
     .. math::
-        L_D = \tfrac12\big[\\mathrm{BCE}(D(x, y), 1) + \\mathrm{BCE}(D(x, \\mathrm{sg}(s(x))), 0)\big],
+        L_D = \tfrac12\big[\mathrm{BCE}(D(x, y), 1) + \mathrm{BCE}(D(x, \mathrm{sg}(s(x))), 0)\big],
 
     .. math::
-        L_S = \\lambda_{adv}\\, \\mathrm{BCE}(D(x, s(x)), 1)
-        + \frac{\\sum_j \\mathrm{sg}(1 - c_j)^{\\gamma} \\omega_j \\ell_j}{\\sum_j \\omega_j}
+        L_S = \lambda_{adv}\, \mathrm{BCE}(D(x, s(x)), 1)
+        + \frac{\sum_j \mathrm{sg}(1 - c_j)^{\gamma} \omega_j \ell_j}{\sum_j \omega_j}
 
     (:func:`~monai_gamble.losses.confidence_weighted_cross_entropy`; the weight is per pixel).
     During supervised-only warm-up epochs the segmenter's loss is the plain cross-entropy. The map
@@ -307,19 +309,19 @@ class ConfidenceObjective(CriticObjective):
 
 
 class SegANObjective(CriticObjective):
-    """SegAN (Xue et al., "SegAN: Adversarial Network with Multi-scale L1 Loss for Medical Image
+    r"""SegAN (Xue et al., "SegAN: Adversarial Network with Multi-scale L1 Loss for Medical Image
     Segmentation", Neuroinformatics 2018), as an objective of
     :class:`~monai_gamble.engines.SegmenterCriticTrainer`.
 
     The critic :math:`f` extracts multi-scale features of the image masked by a segmentation
     (:func:`~monai_gamble.losses.masked_critic_input`); MONAI's ``PatchDiscriminator`` returns the
     output of every layer, which are those features. With
-    :math:`\\ell_{mae} = \frac1L\\sum_i \\mathrm{mean}|f_i(x \\odot s(x)) - f_i(x \\odot y)|`
+    :math:`\ell_{mae} = \frac1L\sum_i \mathrm{mean}|f_i(x \odot s(x)) - f_i(x \odot y)|`
     (:func:`~monai_gamble.losses.multiscale_l1`, the masked input itself counted as the first scale),
 
     .. math::
-        L_{critic} = -\\ell_{mae}(\\mathrm{sg}(s(x)), y), \\qquad
-        L_S = \\lambda_{mae}\\, \\ell_{mae}(s(x), y) + \\lambda_{dice}\\, \\mathrm{Dice}(s(x), y),
+        L_{critic} = -\ell_{mae}(\mathrm{sg}(s(x)), y), \qquad
+        L_S = \lambda_{mae}\, \ell_{mae}(s(x), y) + \lambda_{dice}\, \mathrm{Dice}(s(x), y),
 
     the critic maximising the feature distance and the segmenter minimising it plus a soft Dice
     loss (MONAI's ``DiceLoss``); after each critic step its weights are clipped to

@@ -14,10 +14,12 @@ predictable from the structure of its own prediction.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from monai.utils import StrEnum, look_up_option
 from torch.nn.modules.loss import _Loss
 
@@ -52,24 +54,38 @@ def betting_map(
     beta: float = 0.02,
     activation: BettingActivation | str = BettingActivation.SIGMOID,
     mask: torch.Tensor | None = None,
+    budget: float | None = None,
 ) -> torch.Tensor:
-    """Budget-normalised betting map of a gambler, per image.
+    r"""Budget-normalised betting map of a gambler, per image.
 
     With betting logits :math:`g`, the activation :math:`a` (sigmoid or exp), the smoothing
-    :math:`\\beta \\ge 0` and :math:`\\Omega_i` the counted pixels of image :math:`i`
-    (:math:`N_i = |\\Omega_i|`),
+    :math:`\beta \ge 0`, :math:`\Omega_i` the counted pixels of image :math:`i`
+    (:math:`N_i = |\Omega_i|`) and the budget :math:`K_i` (default :math:`N_i`),
 
     .. math::
-        w_{i,j} = N_i \\, \\frac{a(g_{i,j}) + \\beta}{\\sum_{k \\in \\Omega_i} (a(g_{i,k}) + \\beta)}
-        \\quad (j \\in \\Omega_i), \\qquad w_{i,j} = 0 \\quad (j \\notin \\Omega_i),
+        w_{i,j} = K_i \, \frac{a(g_{i,j}) + \beta}{\sum_{k \in \Omega_i} (a(g_{i,k}) + \beta)}
+        \quad (j \in \Omega_i), \qquad w_{i,j} = 0 \quad (j \notin \Omega_i),
 
-    so every image has the same budget (its mean weight over the counted pixels is 1) and the
-    bet-weighted mean of a per-pixel loss is comparable to its plain mean. With ``"exp"`` this is
-    eq. 6 of Bakhtiariziabari & Ghafoorian up to the factor :math:`N_i`, except for
-    :math:`\\beta`: printed inside the exponent it cancels out of the softmax, so here it is added
-    after the activation, where it smooths the map (large :math:`\\beta` makes it uniform). The
-    exponentials are shifted by the per-image maximum, which changes neither the value nor the
-    gradient.
+    so every image has the same budget (with :math:`K_i = N_i` its mean weight over the counted
+    pixels is 1) and the bet-weighted mean of a per-pixel loss is comparable to its plain mean.
+    With ``"exp"`` this is eq. 6 of Bakhtiariziabari & Ghafoorian up to the factor :math:`N_i`,
+    except for :math:`\beta`: printed inside the exponent it cancels out of the softmax, so here it
+    is added after the activation, where it smooths the map (large :math:`\beta` makes it uniform).
+
+    The map is computed in log space, as a softmax over the counted pixels of each image,
+
+    .. math::
+        w_{i,j} = K_i\, \operatorname{softmax}_{j \in \Omega_i}\big(\operatorname{logaddexp}
+        (\log a(g_{i,j}), \log\beta)\big),
+
+    with :math:`\log a(g) = g` for ``"exp"`` and :math:`\log\sigma(g)` (``logsigmoid``) for
+    ``"sigmoid"``, so neither overflow nor underflow can break it: logits of :math:`\pm 10^4` give
+    the same map as the exact formula (no NaN where :math:`\beta e^{-\max g}` would overflow, no
+    all-zero map where every sigmoid underflows).
+
+    The authors' code fixes the sum of each image's weights at a ``--budget`` (65536 by default,
+    with 512x512 crops: a mean weight of :math:`65536 / 512^2 = 0.25`); ``budget`` does the same
+    here (None: :math:`K_i = N_i`, which is their budget when it equals the pixel count).
 
     Args:
         logits: betting logits ``(B, 1, *spatial)``.
@@ -78,13 +94,14 @@ def betting_map(
         mask: optional boolean ``(B, 1, *spatial)`` (or ``(B, *spatial)``) of the counted pixels;
             pixels outside it (e.g. ``ignore_index`` labels) get no budget. An image without a
             counted pixel gets an all-zero map.
+        budget: the sum of each image's weights, positive; None: the number of counted pixels.
 
     Returns:
         ``(B, 1, *spatial)`` float tensor of non-negative weights, differentiable in ``logits``.
 
     Raises:
-        ValueError: for logits that are not ``(B, 1, *spatial)``, a mask of another shape, or a
-            negative or non-finite ``beta``.
+        ValueError: for logits that are not ``(B, 1, *spatial)``, a mask of another shape, a
+            negative or non-finite ``beta``, or a budget that is not a positive number.
 
     Example:
         >>> w = betting_map(torch.randn(2, 1, 64, 64))
@@ -95,6 +112,8 @@ def betting_map(
     beta = float(beta)
     if not (beta >= 0 and beta < float("inf")):
         raise ValueError(f"beta must be a finite non-negative number, got {beta}.")
+    if budget is not None and not (float(budget) > 0 and math.isfinite(float(budget))):
+        raise ValueError(f"budget must be a positive number (the sum of each image's weights) or None, got {budget}.")
     act = look_up_option(activation, BettingActivation)
     if not logits.is_floating_point():
         raise ValueError(f"betting logits must be a floating-point tensor, got {logits.dtype}.")
@@ -106,18 +125,14 @@ def betting_map(
         if valid.shape != g.shape:
             raise ValueError(f"mask of shape {tuple(mask.shape)} does not match the betting logits {tuple(g.shape)}.")
         valid = valid.bool()
-    dims = tuple(range(1, g.ndim))
-    if act == BettingActivation.SIGMOID:
-        stake = torch.sigmoid(g) + beta
-    else:
-        # exp(g) + beta = exp(m) * (exp(g - m) + beta * exp(-m)); the common factor cancels below
-        shift = g.masked_fill(~valid, float("-inf")).amax(dim=dims, keepdim=True).detach()
-        shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))  # images without a counted pixel
-        stake = torch.exp(g - shift) + beta * torch.exp(-shift)
-    stake = stake * valid
-    count = valid.sum(dim=dims, keepdim=True).to(stake.dtype)
-    total = stake.sum(dim=dims, keepdim=True)
-    return stake * (count / total.clamp_min(torch.finfo(stake.dtype).tiny))
+    log_stake = F.logsigmoid(g) if act == BettingActivation.SIGMOID else g
+    if beta > 0:
+        log_stake = torch.logaddexp(log_stake, torch.tensor(math.log(beta), dtype=g.dtype, device=g.device))
+    flat, v = log_stake.flatten(1), valid.flatten(1)
+    # images without a counted pixel keep finite logits (their weights are zeroed below): no NaN
+    flat = flat.masked_fill(~v & v.any(1, keepdim=True), float("-inf"))
+    scale = v.sum(1, keepdim=True).to(g.dtype) if budget is None else float(budget)
+    return (torch.softmax(flat, dim=1) * v * scale).reshape(g.shape)
 
 
 class GamblingLossOutput(NamedTuple):
@@ -163,6 +178,12 @@ class GamblingLoss(_Loss):
     gambler's *weights* out of the segmenter's update is the trainer's job
     (:class:`monai_gamble.engines.SegmenterCriticTrainer`).
 
+    The paper's eq. 7, :math:`L_f = -L_g` (the segmenter minimises the bet-weighted cross-entropy
+    alone), is ``lambda_ce=0, lambda_bet=1``; the default ``lambda_ce=1`` follows the authors' code,
+    which adds the plain cross-entropy. Their ``--budget`` (the sum of each image's weights) is
+    ``budget``; with a budget :math:`K` the mean weight is :math:`K / N` and :math:`L_{bet}` scales
+    by it (their 65536 on 512x512 crops: a quarter of the mean-1 term).
+
     Args:
         lambda_ce: weight of the plain cross-entropy in the segmenter's loss.
         lambda_bet: weight of the bet-weighted cross-entropy in the segmenter's loss.
@@ -171,10 +192,13 @@ class GamblingLoss(_Loss):
         weight: optional class weights (C values, or 2 for a one-channel binary segmenter).
         ignore_index: label value of pixels that count nowhere (index labels only); they get no
             budget in the betting map.
+        budget: the sum of each image's betting weights (:func:`betting_map`; the authors'
+            ``--budget``); None: the number of counted pixels (a mean weight of 1).
 
     Raises:
-        ValueError: for negative or non-finite lambdas or beta, an unknown activation, and (on call)
-            betting logits whose shape does not match the segmenter's ``(B, 1, *spatial)``.
+        ValueError: for negative or non-finite lambdas or beta, an unknown activation, a budget that is
+            not a positive number, and (on call) betting logits whose shape does not match the
+            segmenter's ``(B, 1, *spatial)``.
 
     Example:
         >>> loss = GamblingLoss()
@@ -190,11 +214,17 @@ class GamblingLoss(_Loss):
         activation: BettingActivation | str = BettingActivation.SIGMOID,
         weight: Sequence[float] | torch.Tensor | None = None,
         ignore_index: int | None = None,
+        budget: float | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("lambda_ce", lambda_ce), ("lambda_bet", lambda_bet), ("beta", beta)):
             if not (float(value) >= 0 and float(value) < float("inf")):
                 raise ValueError(f"{name} must be a finite non-negative number, got {value}.")
+        if budget is not None and not (float(budget) > 0 and math.isfinite(float(budget))):
+            raise ValueError(
+                f"budget must be a positive number (the sum of each image's weights) or None, got {budget}."
+            )
+        self.budget = None if budget is None else float(budget)
         self.lambda_ce = float(lambda_ce)
         self.lambda_bet = float(lambda_bet)
         self.beta = float(beta)
@@ -227,7 +257,7 @@ class GamblingLoss(_Loss):
                 "must have the same spatial size."
             )
         ce, omega = cross_entropy_map(input, target, self.class_weight, self.ignore_index)
-        w = betting_map(bet_logits, self.beta, self.activation, mask=omega > 0)
+        w = betting_map(bet_logits, self.beta, self.activation, mask=omega > 0, budget=self.budget)
         norm = omega.sum().clamp_min(torch.finfo(ce.dtype).tiny)
         weighted = omega * ce
         ce_term = weighted.sum() / norm

@@ -72,6 +72,67 @@ def test_exp_does_not_overflow():
     torch.testing.assert_close(w.flatten(), torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64))
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "exp"])
+@pytest.mark.parametrize("beta", [0.0, 0.02])
+@pytest.mark.parametrize("base", [-1e4, 1e4])
+def test_extreme_logits_give_the_exact_map(base, beta, activation):
+    """Logits of -1e4 and +1e4 (float64): the exact map, no NaN (exp, beta > 0) and no all-zero map
+    (sigmoid, beta = 0, every sigmoid underflowing)."""
+    g = row(base, base + LN3).requires_grad_(True)
+    w = betting_map(g, beta=beta, activation=activation)
+    # exact stakes: a(base), a(base + ln 3) (+ beta); ratios to double precision
+    if activation == "exp" and base > 0:
+        expected = [0.5, 1.5]  # e^1e4 (1, 3): beta is negligible
+    elif activation == "exp":
+        expected = [0.5, 1.5] if beta == 0 else [1.0, 1.0]  # e^-1e4 (1, 3), or beta dominating
+    elif base > 0:
+        expected = [1.0, 1.0]  # both sigmoids are 1
+    else:
+        expected = [0.5, 1.5] if beta == 0 else [1.0, 1.0]  # sigmoid(g) ~ e^g (1, 3), or beta dominating
+    torch.testing.assert_close(w.detach().flatten(), torch.tensor(expected, dtype=torch.float64))
+    (grad,) = torch.autograd.grad((w * torch.tensor([1.0, 2.0], dtype=torch.float64).reshape(w.shape)).sum(), g)
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "exp"])
+@pytest.mark.parametrize("beta", [0.0, 0.02])
+@pytest.mark.parametrize("value", [-1e4, 1e4])
+def test_uniform_extreme_logits_float32(value, beta, activation):
+    # the case of the issue: every betting logit of an image far below (or above) the float32 range of exp
+    g = torch.full((2, 1, 8, 8), value)
+    w = betting_map(g, beta=beta, activation=activation)
+    torch.testing.assert_close(w, torch.ones_like(w))
+
+
+def test_budget():
+    g = row(0.0, LN3)
+    torch.testing.assert_close(
+        betting_map(g, 0.0, "exp", budget=4.0).flatten(), torch.tensor([1.0, 3.0], dtype=torch.float64)
+    )
+    # the authors' 65536 on a 512x512 crop: a mean weight of 0.25
+    w = betting_map(torch.randn(2, 1, 512, 512), budget=65536)
+    torch.testing.assert_close(w.sum(dim=(1, 2, 3)), torch.full((2,), 65536.0))
+    torch.testing.assert_close(w.mean(dim=(1, 2, 3)), torch.full((2,), 0.25))
+    mask = torch.tensor([True, True, False]).reshape(1, 1, 1, 3)
+    torch.testing.assert_close(
+        betting_map(row(0.0, LN3, 5.0), 0.0, "exp", mask=mask, budget=8.0).flatten(),
+        torch.tensor([2.0, 6.0, 0.0], dtype=torch.float64),
+    )
+    assert torch.equal(betting_map(row(1.0, 2.0), mask=torch.zeros(1, 1, 1, 2), budget=8.0), torch.zeros(1, 1, 1, 2))
+    loss = GamblingLoss(beta=0.0, activation="exp", budget=1.0)  # 2 pixels, budget 1: half the mean-1 bet term
+    out = loss(row(0.0, LN3).float(), torch.ones(1, 1, 1, 2), row(0.0, LN3).float())
+    torch.testing.assert_close(out.betting_map.flatten(), torch.tensor([0.25, 0.75]))
+    assert out.bet_ce.item() == pytest.approx((0.25 * math.log(2) + 0.75 * math.log(4 / 3)) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("budget", [0.0, -5.0, float("inf"), float("nan")])
+def test_bad_budget(budget):
+    with pytest.raises(ValueError, match="budget must be a positive number"):
+        betting_map(torch.zeros(1, 1, 4, 4), budget=budget)
+    with pytest.raises(ValueError, match="budget must be a positive number"):
+        GamblingLoss(budget=budget)
+
+
 def test_betting_map_gradient():
     g = torch.randn(2, 1, 3, 4, dtype=torch.float64, requires_grad=True)
     for activation in ("sigmoid", "exp"):
