@@ -58,7 +58,13 @@ class StochasticTCEHandler:
     first update gives all the weight to the first class drawn, which is then drawn for ever. Here
     every class starts as if a loss ``initial_loss`` had been seen,
     :math:`\\tilde{\\mathcal{L}}_c = e^{t \\cdot \\mathrm{initial\\_loss}}` (uniform weights), and the
-    weights follow the losses at the rate ``gamma``. Classes that no image contains keep weight 0.
+    weights follow the losses at the rate ``gamma``. The default is :math:`\\ln C`, the cross-entropy
+    of the uniform prediction over the C classes, which is what an untrained network's batch loss
+    is about: the first draws then leave the weights nearly uniform, where a start from 0 would
+    favour every class drawn early only because its loss is compared with a loss of 0 (with
+    :math:`t = 1`, :math:`\\gamma = 0.1`, C = 4 and a first batch loss of :math:`\\ln 4`, the drawn class
+    would get weight 0.302 against 0.233 for each of the others; from :math:`\\ln 4` all four stay at
+    0.25). Classes that no image contains keep weight 0.
 
     **Where the batch loss and the class come from.** ``output_transform(engine.state.output)``
     gives :math:`\\mathcal{L}_B` (default: ``engine.state.output["loss"]``, also when the output is
@@ -83,7 +89,7 @@ class StochasticTCEHandler:
         sampler: the batch sampler of the training ``DataLoader``.
         t: the tilt (finite; 0 gives uniform class sampling).
         gamma: the rate of the update, in (0, 1].
-        initial_loss: the loss every class starts from (see above).
+        initial_loss: the loss every class starts from (see above); None: :math:`\\ln C`.
         output_transform: maps ``engine.state.output`` to the batch loss.
         mlflow_handler: a MONAI ``MLFlowHandler`` whose run receives the values (None: ``engine.state.metrics``).
         class_names: names of the C classes in the logged keys (default ``"0"``, ``"1"``, ...).
@@ -106,7 +112,7 @@ class StochasticTCEHandler:
         sampler: ClassConditionalBatchSampler,
         t: float = 1.0,
         gamma: float = 0.1,
-        initial_loss: float = 0.0,
+        initial_loss: float | None = None,
         output_transform: Callable[[Any], Any] = _loss_of_output,
         mlflow_handler: MLFlowHandler | None = None,
         class_names: Sequence[str] | None = None,
@@ -120,7 +126,7 @@ class StochasticTCEHandler:
             raise ValueError(f"gamma must be a number in (0, 1], got {gamma!r}.") from None
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must lie in (0, 1], got {gamma!r}.")
-        initial_loss = float(initial_loss)
+        initial_loss = math.log(sampler.num_classes) if initial_loss is None else float(initial_loss)
         if not math.isfinite(initial_loss):
             raise ValueError(f"initial_loss must be finite, got {initial_loss}.")
         self.initial_loss = initial_loss

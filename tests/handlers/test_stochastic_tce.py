@@ -54,11 +54,38 @@ def test_update_rule_against_hand_computation(t, gamma, initial_loss):
 
 def test_gamma_one_and_the_first_update():
     sampler = ClassConditionalBatchSampler(PRESENCE, batch_size=1)
-    handler = StochasticTCEHandler(sampler, t=2.0, gamma=1.0)
+    handler = StochasticTCEHandler(sampler, t=2.0, gamma=1.0, initial_loss=0.0)
     handler.update(1, 0.5)  # gamma = 1: L~_1 = exp(t L_B) = e, the others stay exp(0) = 1
     assert handler.log_tilted_loss.tolist() == pytest.approx([0.0, 1.0, 0.0])
     np.testing.assert_allclose(sampler.weights, np.array([1, math.e, 1]) / (2 + math.e))
     assert handler.values()["stce_tilted_loss_1"] == pytest.approx(0.5)  # (1/t) log L~_1
+
+
+PRESENCE4 = np.ones((4, 4), dtype=bool)
+
+
+def test_initial_loss_defaults_to_ln_c():
+    """The issue's numbers: t = 1, gamma = 0.1, C = 4, a first batch loss of ln 4 (an untrained
+    network's cross-entropy). From 0 the drawn class gets 0.302 against 0.233 for each of the
+    others; from ln C (the default) the weights stay uniform."""
+    ln4 = math.log(4.0)
+    biased = StochasticTCEHandler(
+        ClassConditionalBatchSampler(PRESENCE4, batch_size=1), t=1.0, gamma=0.1, initial_loss=0.0
+    )
+    w = biased.update(2, ln4).numpy()
+    # L~_2 = 0.9 * 1 + 0.1 * e^{ln 4} = 1.3, the others 1: weights 1.3 / 4.3 and 1 / 4.3
+    np.testing.assert_allclose(w, [1 / 4.3, 1 / 4.3, 1.3 / 4.3, 1 / 4.3], rtol=1e-12)
+    assert round(w[2], 3) == 0.302 and round(w[0], 3) == 0.233
+    sampler = ClassConditionalBatchSampler(PRESENCE4, batch_size=1)
+    default = StochasticTCEHandler(sampler, t=1.0, gamma=0.1)
+    assert default.initial_loss == pytest.approx(ln4)
+    assert default.running_loss.tolist() == pytest.approx([ln4] * 4)
+    np.testing.assert_allclose(default.update(2, ln4).numpy(), [0.25] * 4, rtol=1e-12)
+    np.testing.assert_allclose(sampler.weights, [0.25] * 4, rtol=1e-12)
+    # and it is Algorithm 1 from L~_c = exp(t ln C) = C^t
+    updates = [(0, 2.0), (3, 0.4), (2, 1.1)]
+    for (c, loss), expected in zip(updates, direct_weights(updates, 1.0, 0.1, 4, ln4)):
+        np.testing.assert_allclose(default.update(c, loss).numpy(), expected, rtol=1e-12)
 
 
 def test_no_overflow_in_log_space():
@@ -143,7 +170,7 @@ def test_supervised_trainer_updates_with_the_trainer_loss():
     trainer.run()
     assert isinstance(trainer.state.output, list)  # decollated: the default output transform copes
     assert len(seen) == 6
-    expected = direct_weights([(c, float(loss)) for c, loss in seen], 1.0, 0.2, 4)[-1]
+    expected = direct_weights([(c, float(loss)) for c, loss in seen], 1.0, 0.2, 4, math.log(4))[-1]
     np.testing.assert_allclose(handler.weights.numpy(), expected, rtol=1e-9)
     np.testing.assert_allclose(sampler.weights, expected, rtol=1e-9)
     metrics = trainer.state.metrics  # no MLflow handler: the values go to the engine state
@@ -303,7 +330,7 @@ def test_two_processes_keep_the_same_weights(tmp_path):
             assert set(batch) <= set(r["shards"][cls])
     # the weights are those of the update rule applied to the mean of the two ranks' losses
     mean_losses = (np.array(r0["losses"]) + np.array(r1["losses"])) / 2
-    expected = direct_weights(list(zip(r0["classes"], mean_losses)), 1.0, 0.3, 3)[-1]
+    expected = direct_weights(list(zip(r0["classes"], mean_losses)), 1.0, 0.3, 3, math.log(3))[-1]
     np.testing.assert_allclose(r0["weights"], expected, rtol=1e-9)
 
 
