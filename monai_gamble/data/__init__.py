@@ -1,6 +1,18 @@
 """Datasets: generators of realistic synthetic data and datalists of the real layouts."""
 
-from .datasets import SPLIT_NAMES, image_folder_datalist, read_csv_rows, split_datalist, tnscui_datalist
+from .datasets import (
+    DDTI_HALF_SCAN_OFFSET,
+    SPLIT_NAMES,
+    TNSCUIGrouping,
+    ddti_scan_group,
+    evaluation_datalist,
+    evaluation_name,
+    image_folder_datalist,
+    is_ddti_layout,
+    read_csv_rows,
+    split_datalist,
+    tnscui_datalist,
+)
 from .nerve import find_conflicting_duplicates, nerve_datalist, nerve_test_datalist
 from .pathology import MONUSAC_CLASSES, SARDER_GLOMERULI_CLASSES, PathologyLayout, pathology_datalist
 from .rle import RLEFormat, masks_to_rle_csv, rle_decode, rle_encode, rle_union
@@ -22,6 +34,12 @@ from .synthetic_pathology import PATHOLOGY_CLASSES, make_pathology_tiles, pathol
 from .synthetic_xray import chest_xray_sample, make_chest_xrays
 
 __all__ = [
+    "DDTI_HALF_SCAN_OFFSET",
+    "TNSCUIGrouping",
+    "ddti_scan_group",
+    "evaluation_datalist",
+    "evaluation_name",
+    "is_ddti_layout",
     "MONUSAC_CLASSES",
     "MULTICLASS_BLOB_CLASSES",
     "PATHOLOGY_CLASSES",

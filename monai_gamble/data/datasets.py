@@ -7,16 +7,32 @@ error: a crash in the middle of the first epoch, or a silently wrong label, is w
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from monai.utils import StrEnum, look_up_option
 from PIL import Image
 
-__all__ = ["SPLIT_NAMES", "image_folder_datalist", "read_csv_rows", "split_datalist", "tnscui_datalist"]
+__all__ = [
+    "DDTI_HALF_SCAN_OFFSET",
+    "SPLIT_NAMES",
+    "TNSCUIGrouping",
+    "ddti_scan_group",
+    "evaluation_datalist",
+    "evaluation_name",
+    "image_folder_datalist",
+    "is_ddti_layout",
+    "read_csv_rows",
+    "split_datalist",
+    "tnscui_datalist",
+]
+
+logger = logging.getLogger(__name__)
 
 #: Names of the three splits, as in MONAI's Decathlon datalists.
 SPLIT_NAMES = ("training", "validation", "test")
@@ -64,48 +80,141 @@ def _stratified_counts(sizes: list[int], fractions: tuple[float, ...]) -> np.nda
     return counts
 
 
+def _group_of(
+    groups: str | Callable[[dict[str, Any]], Hashable] | None, key: str
+) -> Callable[[dict[str, Any]], Hashable]:
+    if groups is None:
+        return lambda it: it[key]
+    if callable(groups):
+        return groups
+    if isinstance(groups, str):
+        return lambda it: it[groups]
+    raise TypeError(f"groups must be None, an item key or a function of an item, got {type(groups).__name__}.")
+
+
+def _grouped_strata(
+    items: Sequence[dict[str, Any]],
+    stratify_by: str | None,
+    key: str,
+    groups: str | Callable[[dict[str, Any]], Hashable] | None,
+) -> dict[Hashable, list[list[dict[str, Any]]]]:
+    """``{stratum: [group, ...]}``: the items sorted by ``key``, gathered into their groups (each
+    group in the order of its first item), the groups into strata; a group must lie in one stratum."""
+    group_of = _group_of(groups, key)
+    ordered = sorted(items, key=lambda it: str(it[key]))
+    by_group: dict[Hashable, list[dict[str, Any]]] = {}
+    for it in ordered:
+        by_group.setdefault(group_of(it), []).append(it)
+    strata: dict[Hashable, list[list[dict[str, Any]]]] = {}
+    for gid, members in by_group.items():
+        found = {m[stratify_by] for m in members} if stratify_by else {None}
+        if len(found) > 1:
+            raise ValueError(
+                f"group {gid!r} holds items of several {stratify_by!r} values {sorted(found, key=str)} "
+                f"({_names([str(m[key]) for m in members])}): a group must lie in one stratum."
+            )
+        strata.setdefault(found.pop(), []).append(members)
+    return strata
+
+
+def _cut(groups: list[list[dict[str, Any]]], counts: Sequence[int]) -> list[list[dict[str, Any]]]:
+    """Deal ``groups`` (in order) into consecutive parts of about ``counts`` items each: a group goes
+    to the part in which its first item falls (with groups of one item, exactly ``counts``)."""
+    bounds = np.cumsum(counts)
+    parts: list[list[dict[str, Any]]] = [[] for _ in counts]
+    start = 0
+    for g in groups:
+        k = min(int(np.searchsorted(bounds, start, side="right")), len(counts) - 1)
+        parts[k].extend(g)
+        start += len(g)
+    return parts
+
+
 def split_datalist(
     items: Sequence[dict[str, Any]],
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     stratify_by: str | None = None,
     key: str = "id",
+    groups: str | Callable[[dict[str, Any]], Hashable] | None = None,
+    num_folds: int | None = None,
+    fold: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Seeded train/validation/test split of a datalist, optionally stratified.
+    """Seeded train/validation/test split of a datalist, optionally stratified, grouped or k-fold.
 
     Items are first sorted by ``item[key]`` so that the split does not depend on the order in
-    which the file system listed them; each stratum (the items sharing ``item[stratify_by]``, or
-    all items when ``stratify_by`` is None) is shuffled with ``numpy.random.default_rng(seed)``
-    and cut into counts proportional to ``fractions``: the split sizes are the largest-remainder
-    allocation of all items (80/10/10 of 100 is exactly 80, 10, 10), and each split holds each
-    stratum in the same proportion as nearly as integers allow.
+    which the file system listed them. Items that share a group (``groups``: an item key, or a
+    function of an item, e.g. :func:`ddti_scan_group`; None: every item is its own group) always
+    land in the same split, so that two images of one scan or one patient never sit on both sides
+    of a split. Each stratum (the groups sharing ``item[stratify_by]``, or all groups when
+    ``stratify_by`` is None) is shuffled with ``numpy.random.default_rng(seed)`` and cut into
+    parts of sizes proportional to ``fractions``: the split sizes (in items) are the
+    largest-remainder allocation of all items (80/10/10 of 100 is exactly 80, 10, 10), each split
+    holds each stratum in the same proportion as nearly as integers allow, and with groups of
+    several items a split can differ from its target by less than one group. This is why the split
+    is not MONAI's ``partition_dataset_classes``: that one neither groups nor guarantees the split
+    totals.
+
+    **Cross-validation**: with ``num_folds = K`` and ``fold = k`` the test split is the one above
+    (the same images with and without folds, so every fold is evaluated on one test set), and the
+    remaining items (training + validation) are shuffled by group and stratum and dealt into ``K``
+    folds of nearly equal size; fold ``k`` is the validation split, the other ``K - 1`` the training
+    split. ``fractions[0:2]`` then only decide, with ``fractions[2]``, how large the test split is.
 
     Args:
         items: the datalist.
         fractions: fractions of the training, validation and test splits; they sum to 1.
-        seed: the random seed.
+        seed: the random seed (of the split and of the folds).
         stratify_by: an item key whose value defines the strata, or None for an unstratified split.
         key: the item key that identifies an item (used for the canonical order).
+        groups: None, an item key, or a function ``item -> hashable`` naming each item's group.
+        num_folds: the number of cross-validation folds (at least 2), or None for a plain split.
+        fold: which fold is the validation split, ``0 <= fold < num_folds``; given with ``num_folds``.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``, each sorted by ``key``.
+
+    Raises:
+        ValueError: for bad ``fractions``, a ``fold`` without ``num_folds`` (or the reverse), a fold
+            out of range, more folds than groups, or a group whose items lie in several strata.
     """
     fr = _check_fractions(fractions)
-    ordered = sorted(items, key=lambda it: str(it[key]))
-    strata: dict[Hashable, list[dict[str, Any]]] = {}
-    for it in ordered:
-        strata.setdefault(it[stratify_by] if stratify_by else None, []).append(it)
+    if (num_folds is None) != (fold is None):
+        raise ValueError(f"num_folds and fold go together; got num_folds={num_folds}, fold={fold}.")
+    if num_folds is not None and (int(num_folds) < 2 or not 0 <= int(fold) < int(num_folds)):
+        raise ValueError(f"need num_folds >= 2 and 0 <= fold < num_folds; got num_folds={num_folds}, fold={fold}.")
+    strata = _grouped_strata(items, stratify_by, key, groups)
     labels = sorted(strata, key=str)
-    counts = _stratified_counts([len(strata[label]) for label in labels], fr)
+    counts = _stratified_counts([sum(len(g) for g in strata[label]) for label in labels], fr)
     rng = np.random.default_rng(seed)
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLIT_NAMES}
+    rest: dict[Hashable, list[list[dict[str, Any]]]] = {}
     for label, row in zip(labels, counts, strict=True):
         members = strata[label]
-        perm = rng.permutation(len(members))
-        start = 0
-        for name, count in zip(SPLIT_NAMES, row, strict=True):
-            out[name].extend(members[i] for i in perm[start : start + count])
-            start += count
+        shuffled = [members[i] for i in rng.permutation(len(members))]
+        if num_folds is None:
+            for name, part in zip(SPLIT_NAMES, _cut(shuffled, row), strict=True):
+                out[name].extend(part)
+            continue
+        # the test split exactly as without folds: the groups whose first item falls past train + val
+        start, bound = 0, int(row[0] + row[1])
+        for g in shuffled:
+            if start < bound:
+                rest.setdefault(label, []).append(g)
+            else:
+                out["test"].extend(g)
+            start += len(g)
+    if num_folds is not None:
+        k, n_groups = int(num_folds), sum(len(v) for v in rest.values())
+        if n_groups < k:
+            raise ValueError(f"{n_groups} groups outside the test split cannot make {k} folds.")
+        fold_rng = np.random.default_rng([int(seed), k])
+        for label in sorted(rest, key=str):
+            members = rest[label]
+            shuffled = [members[i] for i in fold_rng.permutation(len(members))]
+            sizes = _allocate(sum(len(g) for g in shuffled), (1.0 / k,) * k)
+            for f, part in enumerate(_cut(shuffled, sizes)):
+                out["validation" if f == int(fold) else "training"].extend(part)
     return {name: sorted(v, key=lambda it: str(it[key])) for name, v in out.items()}
 
 
@@ -209,14 +318,74 @@ def _check_mask(image_path: Path, mask_path: Path, check_values: bool) -> None:
             )
 
 
+class TNSCUIGrouping(StrEnum):
+    """How :func:`tnscui_datalist` groups images before it splits them.
+
+    - ``auto``: the DDTI rule when the IDs look like DDTI's half-scan pairs (:func:`is_ddti_layout`),
+      else none.
+    - ``ddti``: :func:`ddti_scan_group` (ID and ID + 10000 are two halves of one scan).
+    - ``none``: every image is its own group (the TN-SCUI challenge's IDs are one image per case).
+    """
+
+    AUTO = "auto"
+    DDTI = "ddti"
+    NONE = "none"
+
+
+#: DDTI in the TN-SCUI layout: IDs below this are whole scans; ``ID`` in [10000, 20000) and
+#: ``ID + 10000`` are the left and right halves of one double-view scan.
+DDTI_HALF_SCAN_OFFSET = 10000
+
+
+def ddti_scan_group(item: dict[str, Any] | str | int) -> str:
+    """The scan an image of DDTI-in-TN-SCUI-layout comes from: its split group.
+
+    The DDTI database (Pedraza et al., SPIE 9287, 2015) as converted to the TN-SCUI layout by the
+    TN-SCUI 2020 winners (WAMAWAMA/TNSCUI2020-Seg-Rank1st, ``download_DDTI.py``) stores a double-view
+    scan as two images: ``ID`` in [10000, 20000) is its left half and ``ID + 10000`` its right half
+    (the same nodule of the same patient). A split that separates them leaks, so both map to one
+    group: ``"ID"`` of the left half. Whole scans (``ID < 10000``) and IDs that are not integers are
+    their own group.
+
+    Args:
+        item: a datalist item (its ``"id"``) or an ID.
+
+    Returns:
+        The group name, e.g. ``ddti_scan_group("20123") == ddti_scan_group("10123") == "10123"``.
+    """
+    sid = str(item["id"] if isinstance(item, dict) else item)
+    if not sid.isascii() or not sid.isdigit():
+        return sid
+    n = int(sid)
+    if 2 * DDTI_HALF_SCAN_OFFSET <= n < 3 * DDTI_HALF_SCAN_OFFSET:
+        return str(n - DDTI_HALF_SCAN_OFFSET)
+    return str(n)
+
+
+def is_ddti_layout(ids: Sequence[str]) -> bool:
+    """Whether a TN-SCUI-layout folder's IDs are DDTI's (see :func:`ddti_scan_group`): every ID an
+    integer below 30000 and at least one half-scan pair ``(ID, ID + 10000)`` with ID in [10000, 20000)."""
+    if not ids or not all(str(i).isascii() and str(i).isdigit() for i in ids):
+        return False
+    nums = {int(i) for i in ids}
+    if max(nums) >= 3 * DDTI_HALF_SCAN_OFFSET:
+        return False
+    off = DDTI_HALF_SCAN_OFFSET
+    return any(off <= n < 2 * off and n + off in nums for n in nums)
+
+
 def tnscui_datalist(
     root: str | os.PathLike,
     csv_name: str | None = "train.csv",
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     check_masks: bool = True,
+    groups: TNSCUIGrouping | str | Callable[[dict[str, Any]], Hashable] = TNSCUIGrouping.AUTO,
+    num_folds: int | None = None,
+    fold: int | None = None,
+    split: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Datalists of the TN-SCUI 2020 thyroid-nodule layout, split 80/10/10 and stratified by category.
+    """Datalists of the TN-SCUI 2020 thyroid-nodule layout, split 80/10/10, grouped and stratified.
 
     The layout (TN-SCUI 2020 challenge, as used by Bakhtiariziabari & Ghafoorian, "Gambling
     Adversarial Nets for Hard Sample Mining and Structured Prediction")::
@@ -229,6 +398,12 @@ def tnscui_datalist(
     Without the CSV (e.g. the DDTI images in this layout) the split is unstratified and a
     warning says so. The extension is matched case-insensitively.
 
+    Images of one scan stay in one split: with ``groups="auto"`` (the default) a folder whose IDs
+    follow DDTI's half-scan numbering (:func:`is_ddti_layout`: ``ID`` and ``ID + 10000`` are the two
+    halves of one double-view scan) is grouped by :func:`ddti_scan_group`, and the log says so;
+    other folders are split by image. ``num_folds`` / ``fold`` give grouped cross-validation folds
+    (see :func:`split_datalist`: the test split stays the same, fold ``fold`` is the validation split).
+
     Args:
         root: the dataset folder.
         csv_name: name of the CSV in ``root``, or None to ignore any CSV.
@@ -236,17 +411,24 @@ def tnscui_datalist(
         seed: the split's random seed.
         check_masks: read every mask and check that its values are {0, 255} (image and mask sizes
             are always checked, from the file headers).
+        groups: ``"auto"``, ``"ddti"``, ``"none"`` (:class:`TNSCUIGrouping`), or a function
+            ``item -> hashable`` naming each item's group.
+        num_folds: number of grouped cross-validation folds, or None for the plain split.
+        fold: the validation fold, ``0 <= fold < num_folds`` (with ``num_folds``).
+        split: False to return every image as ``{"test": [...]}`` (with empty ``training`` and
+            ``validation``), for evaluating a trained model on a whole external dataset.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``; each item is
-        ``{"image": path, "label": path, "id": ID, "category": int}``, without ``category`` when
-        there is no CSV.
+        ``{"image": path, "label": path, "id": ID, "group": scan, "category": int}``, without
+        ``category`` when there is no CSV.
 
     Raises:
         FileNotFoundError: if ``root``, ``image/`` or ``mask/`` is missing, or the folder is empty.
         ValueError: naming the files, for an image without a mask, a mask without an image, a CSV row
             without files or files without a CSV row, a mask of another size than its image, a mask
-            with values other than {0, 255}, an unreadable file, or a malformed CSV.
+            with values other than {0, 255}, an unreadable file, or a malformed CSV; for a bad
+            ``groups`` name or bad folds.
     """
     root = Path(root)
     if not root.is_dir():
@@ -297,11 +479,104 @@ def tnscui_datalist(
         )
         stratify = None
 
+    group_of = _tnscui_group_function(root, list(images), groups)
     items = []
     for sid in images:
         _check_mask(images[sid], masks[sid], check_masks)
         item = {"image": str(images[sid]), "label": str(masks[sid]), "id": sid}
+        item["group"] = str(group_of(item))
         if categories[sid] is not None:  # no None values: MONAI's collation cannot batch them
             item["category"] = categories[sid]
         items.append(item)
-    return split_datalist(items, fractions=fractions, seed=seed, stratify_by=stratify)
+    if not split:
+        ordered = sorted(items, key=lambda it: (len(it["id"]), it["id"]))
+        logger.info("%s: all %d images in the evaluation list (no split).", root, len(ordered))
+        return {"training": [], "validation": [], "test": ordered}
+    out = split_datalist(
+        items, fractions=fractions, seed=seed, stratify_by=stratify, groups="group", num_folds=num_folds, fold=fold
+    )
+    how = f"fold {fold} of {num_folds} as validation" if num_folds is not None else f"fractions {tuple(fractions)}"
+    logger.info(
+        "%s: %s images split (%s, seed %d): %s.",
+        root,
+        len(items),
+        how,
+        seed,
+        ", ".join(f"{k} {len(v)}" for k, v in out.items()),
+    )
+    return out
+
+
+def _tnscui_group_function(
+    root: Path, ids: list[str], groups: TNSCUIGrouping | str | Callable[[dict[str, Any]], Hashable]
+) -> Callable[[dict[str, Any]], Hashable]:
+    if callable(groups):
+        return groups
+    rule = look_up_option(groups, TNSCUIGrouping)
+    if rule == TNSCUIGrouping.AUTO:
+        rule = TNSCUIGrouping.DDTI if is_ddti_layout(ids) else TNSCUIGrouping.NONE
+        if rule == TNSCUIGrouping.DDTI:
+            pairs = sum(1 for i in ids if ddti_scan_group(i) != i)
+            logger.info(
+                "%s looks like DDTI in the TN-SCUI layout: %d half-scan images (ID + %d) are kept in the "
+                "split of their other half (%d scans in all); pass groups='none' to split by image.",
+                root,
+                pairs,
+                DDTI_HALF_SCAN_OFFSET,
+                len({ddti_scan_group(i) for i in ids}),
+            )
+    if rule == TNSCUIGrouping.DDTI:
+        return ddti_scan_group
+    return lambda it: it["id"]
+
+
+def evaluation_datalist(
+    datalist: dict[str, list[dict[str, Any]]],
+    split: str = "test",
+    external_dir: str | os.PathLike | None = None,
+    reader: Callable[..., dict[str, list[dict[str, Any]]]] = tnscui_datalist,
+) -> list[dict[str, Any]]:
+    """The items an evaluation runs on: a split of the training datalist, or a whole external dataset.
+
+    A model is evaluated either on a split of the data it was trained on (``datalist[split]``:
+    the held-out test split, or the validation split), or, when ``external_dir`` is given, on
+    *every* image of another dataset in the same layout, read with ``reader(external_dir,
+    split=False)`` (e.g. a model trained on DDTI evaluated on TN-SCUI). The bundles' evaluation
+    configs call it with ``--evaluation_dataset_dir``.
+
+    Args:
+        datalist: the training datalist (``{"training": ..., "validation": ..., "test": ...}``).
+        split: which split of ``datalist`` to evaluate when there is no ``external_dir``.
+        external_dir: an external dataset folder, or None.
+        reader: the datalist reader of the layout; it must accept ``split=False``.
+
+    Returns:
+        The list of items to evaluate.
+
+    Raises:
+        ValueError: for a split that ``datalist`` does not have, an empty evaluation list, or an
+            ``external_dir`` that is not in the reader's layout (the reader's error, naming the folder).
+    """
+    if external_dir is None or str(external_dir) == "":
+        if split not in datalist:
+            raise ValueError(f"evaluation_split {split!r} is not one of the datalist's splits {sorted(datalist)}.")
+        items = datalist[split]
+        if not items:
+            raise ValueError(f"the {split!r} split is empty: nothing to evaluate (choose another evaluation_split).")
+        return items
+    try:
+        items = reader(external_dir, split=False)["test"]
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(
+            f"evaluation_dataset_dir {external_dir} cannot be read as a {getattr(reader, '__name__', 'dataset')} "
+            f"layout: {e}"
+        ) from e
+    return items
+
+
+def evaluation_name(split: str = "test", external_dir: str | os.PathLike | None = None) -> str:
+    """The name of an evaluation, for its output folder and MLflow run: ``split``, or
+    ``external_<folder name>`` for an external dataset (see :func:`evaluation_datalist`)."""
+    if external_dir is None or str(external_dir) == "":
+        return str(split)
+    return "external_" + (Path(external_dir).resolve().name or "dataset")

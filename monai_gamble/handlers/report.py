@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,17 @@ _STATS = ("mean", "std", "median", "min", "max")
 _PER_IMAGE_CSV = "metrics_per_image.csv"
 #: Direction of the metrics of the bundles' reports (for the arrows of comparison charts).
 HIGHER_IS_BETTER = {"Dice": True, "Jaccard": True, "BF-score": True, "Chamfer": False, "Hausdorff": False}
+
+
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with non-finite floats as the strings ``"inf"``, ``"-inf"``, ``"nan"`` (strict JSON has none)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
@@ -136,8 +148,11 @@ class MetricsReport:
     - ``metrics_per_image.csv``: one row per image, one column per metric (and class, when a
       metric scores several classes);
     - ``metrics_summary.md``: mean, std, median, min, max, and the counts of ``inf`` / NaN values
-      per metric (:func:`summarize`); it is also printed and logged to the MLflow run of
-      ``mlflow_handler``.
+      per metric (:func:`summarize`); it is also printed;
+    - ``metrics.json``: the same summary, machine-readable (``{"title", "num_images", "metrics":
+      {name: {"mean", "std", ...}}}``, non-finite values as the strings ``"inf"`` / ``"nan"``).
+
+    All three are logged to the MLflow run of ``mlflow_handler``.
 
     Args:
         output_dir: folder of the two files.
@@ -233,7 +248,10 @@ class MetricsReport:
         md_path.write_text((f"## {self.title}\n\n" if self.title else "") + table + "\n")
         if self.print_table:
             print(("\n" + self.title if self.title else "") + "\n" + table + "\n", flush=True)
-        for p in (csv_path, md_path):
+        json_path = self.output_dir / "metrics.json"
+        record = {"title": self.title, "num_images": len(ids), "metrics": self.summary}
+        json_path.write_text(json.dumps(_json_safe(record), indent=1) + "\n")
+        for p in (csv_path, md_path, json_path):
             log_artifact_to_mlflow(self.mlflow_handler, p, artifact_path="evaluation")
         if self.compare_in is not None:
             compare_reports(self.compare_in, self.mlflow_handler, print_table=self.print_table)

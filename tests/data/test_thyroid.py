@@ -8,7 +8,11 @@ import pytest
 from PIL import Image
 
 from monai_gamble.data import (
+    ddti_scan_group,
+    evaluation_datalist,
+    evaluation_name,
     image_folder_datalist,
+    is_ddti_layout,
     make_thyroid_ultrasound,
     read_csv_rows,
     split_datalist,
@@ -118,10 +122,137 @@ class TestSplit:
         c = split_datalist(items, seed=6, stratify_by="category")
         assert a == b and a != c
 
+    @staticmethod
+    def pairs(n_whole: int = 30, n_pairs: int = 25) -> list[dict]:
+        """DDTI-like items: whole scans 1..n_whole and half-scan pairs (10000 + k, 20000 + k)."""
+        ids = [str(i) for i in range(1, n_whole + 1)]
+        ids += [str(10000 + k) for k in range(n_pairs)] + [str(20000 + k) for k in range(n_pairs)]
+        return [{"id": i} for i in ids]
+
+    @pytest.mark.parametrize("seed", [0, 1, 2, 3])
+    def test_groups_never_cross_a_split(self, seed):
+        items = self.pairs()
+        out = split_datalist(items, seed=seed, groups=ddti_scan_group)
+        where = {i["id"]: k for k, v in out.items() for i in v}
+        assert sorted(where) == sorted(i["id"] for i in items)  # a partition
+        for k in range(25):
+            assert where[str(10000 + k)] == where[str(20000 + k)]
+        sizes = [len(out[k]) for k in ("training", "validation", "test")]
+        assert all(abs(a - b) <= 1 for a, b in zip(sizes, [64, 8, 8], strict=True))  # within one pair
+        assert out == split_datalist(list(reversed(items)), seed=seed, groups=ddti_scan_group)
+
+    def test_groups_by_item_key_and_ungrouped_unchanged(self):
+        items = [{"id": f"{i:02d}", "patient": i // 3} for i in range(30)]
+        out = split_datalist(items, seed=0, groups="patient")
+        where = {i["id"]: k for k, v in out.items() for i in v}
+        for p in range(10):
+            assert len({where[f"{i:02d}"] for i in range(3 * p, 3 * p + 3)}) == 1
+        # one-item groups split exactly as without groups
+        assert split_datalist(items, seed=4, groups="id") == split_datalist(items, seed=4)
+
+    def test_group_across_strata_is_refused(self):
+        items = [{"id": "10001", "category": 0}, {"id": "20001", "category": 1}, {"id": "5", "category": 0}]
+        with pytest.raises(ValueError, match="group '10001' holds items of several 'category' values"):
+            split_datalist(items, stratify_by="category", groups=ddti_scan_group)
+
+    @pytest.mark.parametrize("seed", [0, 7])
+    def test_folds(self, seed):
+        items = self.pairs(40, 30)
+        plain = split_datalist(items, seed=seed, groups=ddti_scan_group)
+        folds = [split_datalist(items, seed=seed, groups=ddti_scan_group, num_folds=5, fold=k) for k in range(5)]
+        vals = [{i["id"] for i in f["validation"]} for f in folds]
+        for f, v in zip(folds, vals, strict=True):
+            assert f["test"] == plain["test"]  # the same test split with and without folds
+            train = {i["id"] for i in f["training"]}
+            assert not train & v and len(train | v | {i["id"] for i in f["test"]}) == 100
+            assert {ddti_scan_group(i) for i in train}.isdisjoint({ddti_scan_group(i) for i in v})
+        union = set().union(*vals)
+        assert sum(len(v) for v in vals) == len(union) == 100 - len(plain["test"])  # the folds partition the rest
+        assert max(map(len, vals)) - min(map(len, vals)) <= 2
+        again = split_datalist(items, seed=seed, groups=ddti_scan_group, num_folds=5, fold=3)
+        assert again == folds[3]
+
+    @pytest.mark.parametrize(
+        "kwargs, match",
+        [
+            ({"num_folds": 5}, "go together"),
+            ({"fold": 1}, "go together"),
+            ({"num_folds": 1, "fold": 0}, "num_folds >= 2"),
+            ({"num_folds": 5, "fold": 5}, "0 <= fold < num_folds"),
+            ({"num_folds": 50, "fold": 0}, "cannot make 50 folds"),
+        ],
+    )
+    def test_bad_folds(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            split_datalist(self.pairs(10, 5), groups=ddti_scan_group, **kwargs)
+
     @pytest.mark.parametrize("fractions", [(0.8, 0.1), (0.5, 0.5, 0.5), (1.2, -0.1, -0.1), (float("nan"), 0.5, 0.5)])
     def test_bad_fractions(self, fractions):
         with pytest.raises(ValueError, match="fractions"):
             split_datalist([{"id": "1"}], fractions)
+
+
+class TestDDTIGroups:
+    @pytest.mark.parametrize(
+        "sid, group", [("20123", "10123"), ("10123", "10123"), ("17", "17"), ("29999", "19999"), ("abc", "abc")]
+    )
+    def test_group_of_an_id(self, sid, group):
+        assert ddti_scan_group(sid) == group
+        assert ddti_scan_group({"id": sid}) == group
+
+    def test_layout_detection(self):
+        assert is_ddti_layout(["1", "10004", "20004"])
+        assert not is_ddti_layout(["1", "2", "10004"])  # no pair
+        assert not is_ddti_layout(["1", "case_7"])
+        assert not is_ddti_layout(["10004", "20004", "35000"])
+        assert not is_ddti_layout([])
+
+    def test_real_517_detected_and_grouped(self, realdata, caplog):
+        root = realdata / "ultrasound_thyroid_ddti"
+        with caplog.at_level("INFO", logger="monai_gamble"), pytest.warns(UserWarning, match="not stratified"):
+            dl = tnscui_datalist(root, check_masks=False)
+        assert "looks like DDTI" in caplog.text and "141 half-scan images" in caplog.text and "376 scans" in caplog.text
+        assert sum(len(v) for v in dl.values()) == 517
+        groups = {k: {i["group"] for i in v} for k, v in dl.items()}
+        assert not (groups["training"] & groups["validation"]) and not (groups["training"] & groups["test"])
+        assert not (groups["validation"] & groups["test"])
+        for k, v in dl.items():  # a right half always with its left half
+            ids = {i["id"] for i in v}
+            assert all(str(int(i) - 10000) in ids for i in ids if int(i) >= 20000), k
+        assert abs(len(dl["test"]) - 52) <= 1 and abs(len(dl["validation"]) - 52) <= 1
+        with pytest.warns(UserWarning):
+            folds = [tnscui_datalist(root, check_masks=False, num_folds=5, fold=k) for k in range(5)]
+        assert all(f["test"] == dl["test"] for f in folds)
+        val_groups = [{i["group"] for i in f["validation"]} for f in folds]
+        assert sum(map(len, val_groups)) == len(set().union(*val_groups))  # each scan in one fold
+        with pytest.warns(UserWarning):
+            by_image = tnscui_datalist(root, check_masks=False, groups="none")
+        assert all(i["group"] == i["id"] for v in by_image.values() for i in v)
+
+    def test_bad_group_rule(self, synthetic):
+        with pytest.raises(ValueError, match="ddti"):
+            tnscui_datalist(synthetic, groups="by_patient")
+
+
+class TestEvaluationDatalist:
+    def test_split_or_external(self, tmp_path, synthetic):
+        dl = tnscui_datalist(synthetic)
+        assert evaluation_datalist(dl, "validation") == dl["validation"]
+        assert evaluation_name("validation") == "validation"
+        items = evaluation_datalist(dl, "test", synthetic)
+        assert len(items) == 24 and {i["id"] for i in items} == {str(i) for i in range(1, 25)}
+        assert evaluation_name("test", synthetic) == "external_" + synthetic.name
+
+    def test_bad_external_layout_and_split(self, tmp_path, synthetic):
+        dl = tnscui_datalist(synthetic)
+        (tmp_path / "flat").mkdir()
+        Image.new("L", (8, 8)).save(tmp_path / "flat" / "1.PNG")
+        with pytest.raises(ValueError, match=r"evaluation_dataset_dir .*flat cannot be read .*image does not exist"):
+            evaluation_datalist(dl, "test", tmp_path / "flat")
+        with pytest.raises(ValueError, match="evaluation_split 'tset'"):
+            evaluation_datalist(dl, "tset")
+        with pytest.raises(ValueError, match="split is empty"):
+            evaluation_datalist({**dl, "test": []}, "test")
 
 
 def copy_dataset(src: Path, dst: Path) -> Path:
@@ -135,14 +266,17 @@ class TestTNSCUIDatalist:
         sizes = [len(dl[k]) for k in ("training", "validation", "test")]
         assert sum(sizes) == 24 and 18 <= sizes[0] <= 20 and min(sizes) >= 2
         item = dl["training"][0]
-        assert set(item) == {"image", "label", "id", "category"}
+        assert set(item) == {"image", "label", "id", "group", "category"}
+        assert item["group"] == item["id"]  # not DDTI: every image its own group
         assert Path(item["image"]).name == item["id"] + ".PNG" and "mask" in item["label"]
 
     def test_real_ddti_without_csv_is_split_unstratified(self, realdata):
         with pytest.warns(UserWarning, match="not stratified"):
             dl = tnscui_datalist(realdata / "ultrasound_thyroid_ddti_tnscui")
-        assert [len(dl[k]) for k in ("training", "validation", "test")] == [32, 4, 4]
-        assert all(set(i) == {"image", "label", "id"} for k in dl for i in dl[k])  # no category
+        assert sum(len(v) for v in dl.values()) == 40
+        assert all(set(i) == {"image", "label", "id", "group"} for k in dl for i in dl[k])  # no category
+        groups = {k: {i["group"] for i in v} for k, v in dl.items()}
+        assert not groups["training"] & groups["validation"] and not groups["training"] & groups["test"]
 
     def test_csv_quirks_bom_spaces_extensions_cate(self, tmp_path, synthetic):
         root = copy_dataset(synthetic, tmp_path / "d")
