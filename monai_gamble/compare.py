@@ -53,6 +53,7 @@ __all__ = [
     "METHOD_CONFIGS",
     "StudyConfig",
     "load_study_config",
+    "paired_comparison",
     "run_study",
     "summarize_study",
 ]
@@ -96,6 +97,12 @@ class StudyConfig:
         method_configs: override files per method (default :data:`METHOD_CONFIGS`).
         architecture_configs: override files per architecture (default :data:`ARCHITECTURE_CONFIGS`).
         figure_images: test images in the Fig. 2 grid.
+        base_configs: override files (in the bundle's ``configs/``) applied to every run right after
+            ``train.json``, before the method's and the architecture's files (e.g.
+            ``["real_cpu.json"]``, the recipe of the real data).
+        paired: ``[method, baseline]`` pairs compared image by image (:func:`paired_comparison`);
+            None: every method against ``"ce"`` when the grid has it.
+        bootstrap_samples: resamples of the paired comparison's bootstrap confidence interval.
     """
 
     bundle: Path
@@ -110,6 +117,9 @@ class StudyConfig:
     method_configs: dict[str, list[str]] = field(default_factory=lambda: dict(METHOD_CONFIGS))
     architecture_configs: dict[str, list[str]] = field(default_factory=lambda: dict(ARCHITECTURE_CONFIGS))
     figure_images: int = 4
+    base_configs: list[str] = field(default_factory=list)
+    paired: list[list[str]] | None = None
+    bootstrap_samples: int = 10000
 
     def __post_init__(self) -> None:
         self.bundle = Path(self.bundle).resolve()
@@ -148,6 +158,20 @@ class StudyConfig:
             raise ValueError(f"overrides may not set {clash}: the study sets them for every run.")
         if int(self.figure_images) < 0:
             raise ValueError(f"figure_images must be non-negative, got {self.figure_images}.")
+        if isinstance(self.base_configs, str) or not isinstance(self.base_configs, Sequence):
+            raise ValueError(f"base_configs must be a list of file names, got {self.base_configs!r}.")
+        for f in self.base_configs:
+            if not (self.bundle / "configs" / f).is_file():
+                raise ValueError(f"base_configs names configs/{f}, which {self.bundle} lacks.")
+        if self.paired is None:
+            self.paired = [[m, "ce"] for m in self.methods if m != "ce"] if "ce" in self.methods else []
+        for pair in self.paired:
+            if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+                raise ValueError(f"paired must list [method, baseline] pairs, got {pair!r}.")
+            if unknown := [m for m in pair if m not in self.methods]:
+                raise ValueError(f"paired names {unknown}, which are not among the methods {self.methods}.")
+        if int(self.bootstrap_samples) < 100:
+            raise ValueError(f"bootstrap_samples must be at least 100, got {self.bootstrap_samples}.")
         if self.tracking_uri is None:
             self.tracking_uri = "sqlite:///" + str(self.output_dir / "mlruns.db")
 
@@ -237,7 +261,12 @@ def run_one(config: StudyConfig, method: str, architecture: str, seed: int, pare
     """Train and evaluate one (method, architecture, seed) with the bundle; returns what ``done.json`` holds."""
     run_dir = config.run_dir(method, architecture, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    files = ["train.json", *config.method_configs[method], *config.architecture_configs[architecture]]
+    files = [
+        "train.json",
+        *config.base_configs,
+        *config.method_configs[method],
+        *config.architecture_configs[architecture],
+    ]
     stem = f"{method}_{architecture}_seed{seed}"
     overrides = {
         **config.overrides,
@@ -305,6 +334,130 @@ def _cell(mean: float, std: float, n_inf: int, digits: int, bold: bool) -> str:
     return text + (f" †{n_inf}" if n_inf else "")
 
 
+def _per_image_table(path: Path) -> dict[str, dict[str, float]]:
+    """``{image id: {metric: value}}`` of one run's ``metrics_per_image.csv``."""
+    with open(path, newline="") as f:
+        return {r["id"]: {k: float(v) for k, v in r.items() if k != "id"} for r in csv.DictReader(f)}
+
+
+def paired_comparison(
+    method_runs: Sequence[Mapping[str, Mapping[str, float]]],
+    baseline_runs: Sequence[Mapping[str, Mapping[str, float]]],
+    metric: str,
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+    bootstrap_samples: int = 10000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Image-by-image comparison of a method with a baseline on one metric, over seeds.
+
+    Each image's value is averaged over the runs (seeds) of each method, giving one pair
+    ``(m_i, b_i)`` per evaluation image; the test is on the paired differences ``d_i = m_i - b_i``
+    (images are the independent units: every run is evaluated on the same images, and the seeds
+    only average out the training noise). Reported: the mean difference, its percentile bootstrap
+    confidence interval (``bootstrap_samples`` resamples of the images, seeded), the two-sided
+    Wilcoxon signed-rank p-value (``scipy.stats.wilcoxon``, zero differences dropped as in
+    Wilcoxon's original test), and how many images the method wins, ties and loses (a win is a
+    higher value when ``higher_is_better``, else a lower one). An image whose value is not finite in
+    any run (an infinite distance: a missed nodule) is left out and counted in ``n_excluded``.
+
+    Args:
+        method_runs: per run of the method, ``{image id: {metric: value}}``.
+        baseline_runs: the same for the baseline.
+        metric: the metric's name (a column of the per-image CSV).
+        higher_is_better: the metric's direction.
+        confidence: the confidence level of the interval.
+        bootstrap_samples: number of bootstrap resamples.
+        seed: the bootstrap's random seed.
+
+    Returns:
+        ``{"n_images", "n_excluded", "mean_method", "mean_baseline", "mean_diff", "ci_low",
+        "ci_high", "p_wilcoxon", "wins", "ties", "losses"}``.
+
+    Raises:
+        ValueError: if a side has no run or the runs were evaluated on different images.
+    """
+    from scipy.stats import wilcoxon
+
+    if not method_runs or not baseline_runs:
+        raise ValueError("paired_comparison needs at least one run of each method.")
+    ids = sorted(method_runs[0])
+    for runs in (method_runs, baseline_runs):
+        for r in runs:
+            if sorted(r) != ids:
+                raise ValueError(
+                    "the runs were evaluated on different images: a paired comparison needs the same ones."
+                )
+
+    def per_image(runs: Sequence[Mapping[str, Mapping[str, float]]]) -> np.ndarray:
+        return np.array([[r[i][metric] for i in ids] for r in runs], dtype=float).mean(0)
+
+    m, b = per_image(method_runs), per_image(baseline_runs)
+    keep = np.isfinite(m) & np.isfinite(b)
+    m, b = m[keep], b[keep]
+    d = m - b
+    out: dict[str, float] = {"n_images": int(d.size), "n_excluded": int((~keep).sum())}
+    if d.size == 0:
+        return out | dict.fromkeys(("mean_method", "mean_baseline", "mean_diff", "ci_low", "ci_high",
+                                    "p_wilcoxon", "wins", "ties", "losses"), math.nan)  # fmt: skip
+    rng = np.random.default_rng(seed)
+    boot = d[rng.integers(0, d.size, size=(int(bootstrap_samples), d.size))].mean(1)
+    alpha = (1 - confidence) / 2
+    sign = 1 if higher_is_better else -1
+    nonzero = d[d != 0]
+    p = float(wilcoxon(nonzero).pvalue) if nonzero.size else 1.0
+    return out | {
+        "mean_method": float(m.mean()),
+        "mean_baseline": float(b.mean()),
+        "mean_diff": float(d.mean()),
+        "ci_low": float(np.quantile(boot, alpha)),
+        "ci_high": float(np.quantile(boot, 1 - alpha)),
+        "p_wilcoxon": p,
+        "wins": int((sign * d > 0).sum()),
+        "ties": int((d == 0).sum()),
+        "losses": int((sign * d < 0).sum()),
+    }
+
+
+def _paired_tables(config: StudyConfig, digits: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """Markdown lines and CSV rows of the paired comparisons of ``config.paired``."""
+    lines: list[str] = []
+    rows: list[dict[str, Any]] = []
+    metrics = {**TABLE_METRICS}
+    for arch in config.architectures:
+        for method, baseline in config.paired or []:
+            runs = {}
+            for m in (method, baseline):
+                runs[m] = [
+                    _per_image_table(_per_image_csv(config, m, arch, s))
+                    for s in config.seeds
+                    if (config.run_dir(m, arch, s) / "done.json").is_file()
+                ]
+            if not runs[method] or not runs[baseline]:
+                continue
+            lines += [
+                f"### {_DISPLAY.get(method, method)} vs {_DISPLAY.get(baseline, baseline)}, {arch}: paired over "
+                f"images (each image's mean over {len(runs[method])} and {len(runs[baseline])} seeds)",
+                "",
+                "| metric | "
+                + f"{method} | {baseline} | difference [95% CI] | Wilcoxon p | wins / ties / losses | images |",
+                "|---|---:|---:|---:|---:|---:|---:|",
+            ]
+            for k, hb in metrics.items():
+                r = paired_comparison(runs[method], runs[baseline], k, hb, bootstrap_samples=config.bootstrap_samples)
+                rows.append({"architecture": arch, "method": method, "baseline": baseline, "metric": k, **r})
+                if not r["n_images"]:
+                    continue
+                excl = f" ({r['n_excluded']} excluded: inf)" if r["n_excluded"] else ""
+                lines.append(
+                    f"| {k} {'↑' if hb else '↓'} | {r['mean_method']:.{digits}f} | {r['mean_baseline']:.{digits}f} | "
+                    f"{r['mean_diff']:+.{digits}f} [{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}] | "
+                    f"{r['p_wilcoxon']:.3g} | {r['wins']} / {r['ties']} / {r['losses']} | {r['n_images']}{excl} |"
+                )
+            lines.append("")
+    return lines, rows
+
+
 def summarize_study(config: StudyConfig, digits: int = 3) -> dict[str, Any]:
     """Tables 1-4, the CSV files and the figures of the finished runs of a study.
 
@@ -313,7 +466,9 @@ def summarize_study(config: StudyConfig, digits: int = 3) -> dict[str, Any]:
     (Tables 1-3: one per architecture, methods x the five metrics, mean ± std over seeds, the best
     mean of each column in bold; Table 4: MMCL per method and architecture), one bar chart per
     architecture (``metrics_<arch>.png``) and, when the grid has both, the Fig. 2 grid of
-    confidence and betting maps (``fig2_confidence_vs_betting.png``).
+    confidence and betting maps (``fig2_confidence_vs_betting.png``); with ``paired`` pairs, the
+    image-by-image comparisons (:func:`paired_comparison`: mean difference with a bootstrap
+    confidence interval and a Wilcoxon signed-rank test) in ``tables.md`` and ``paired.csv``.
 
     Per run, a metric is the mean over the evaluation images; a distance is infinite for an image
     whose prediction missed the nodule (or found one where there is none): such images are left
@@ -383,6 +538,15 @@ def summarize_study(config: StudyConfig, digits: int = 3) -> dict[str, Any]:
     if any(s["n_inf"] for s in agg.values()):
         lines.append("†k: k evaluation images (over all seeds) with an infinite distance (a missed or spurious "
                      "nodule), left out of the means of Chamfer and Hausdorff.")  # fmt: skip
+    paired_lines, paired_rows = _paired_tables(config, digits)
+    if paired_rows:
+        lines += ["## Paired comparisons", "", *paired_lines]
+        paired_csv = config.output_dir / "paired.csv"
+        with open(paired_csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(paired_rows[0]))
+            w.writeheader()
+            w.writerows(paired_rows)
+        files.append(paired_csv)
     tables = "\n".join(lines)
     md = config.output_dir / "tables.md"
     md.write_text(tables + "\n")
@@ -430,7 +594,12 @@ def _critic_maps(config: StudyConfig, method: str, arch: str, seed: int) -> dict
         parser.read_config(
             [
                 str(config.bundle / "configs" / f)
-                for f in ["train.json", *config.method_configs[method], *config.architecture_configs[arch]]
+                for f in [
+                    "train.json",
+                    *config.base_configs,
+                    *config.method_configs[method],
+                    *config.architecture_configs[arch],
+                ]
             ]  # fmt: skip
         )
     parser.update({**config.overrides, "bundle_root": str(config.bundle), "device": "$torch.device('cpu')"})
@@ -522,6 +691,17 @@ def run_study(config: StudyConfig, resume: bool = True, log: Any = print) -> dic
     return {**summary, "timings": timings}
 
 
+def _parse_override(text: str) -> tuple[str, Any]:
+    """``"key=value"`` as ``(key, value)``, the value read as JSON when it is JSON, else kept as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--override {text!r}: expected KEY=VALUE.")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monai_gamble.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -529,11 +709,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output_dir", help="replace the config's output_dir")
     parser.add_argument("--summarize-only", action="store_true", help="only write the tables of the finished runs")
     parser.add_argument("--no-resume", action="store_true", help="run the finished runs again")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a bundle override of every run (VALUE is JSON, or a plain string), e.g. "
+                        "--override dataset_dir=/data/ddti; repeatable")  # fmt: skip
     args = parser.parse_args(argv)
-    changes = {"output_dir": str(Path(args.output_dir).resolve())} if args.output_dir else {}
+    changes: dict[str, Any] = {"output_dir": str(Path(args.output_dir).resolve())} if args.output_dir else {}
     try:
+        extra = dict(_parse_override(o) for o in args.override)
+        if extra:
+            raw = json.loads(Path(args.config).read_text())
+            changes["overrides"] = {**raw.get("overrides", {}), **extra}
         config = load_study_config(args.config, **changes)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         parser.error(str(e))
     if args.summarize_only:
         print(summarize_study(config)["tables"])

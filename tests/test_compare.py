@@ -57,6 +57,9 @@ def test_tiny_study_runs_resumes_and_writes_the_tables(tmp_path, bundle):
     assert rows[0] == "method,architecture,metric,mean,std,n_runs,n_inf"
     assert any(r.startswith("gambling,unet,Dice,") and r.split(",")[5] == "2" for r in rows)  # two seeds
     assert (config.output_dir / "metrics_unet.png").stat().st_size > 1000
+    assert "### Gambling adv. vs Cross-entropy, unet: paired over images" in tables and "Wilcoxon p" in tables
+    paired = (config.output_dir / "paired.csv").read_text().splitlines()
+    assert paired[0].startswith("architecture,method,baseline,metric,n_images") and len(paired) == 6
 
     client = mlflow.MlflowClient(config.tracking_uri)
     exp = client.get_experiment_by_name("tiny_study")
@@ -123,3 +126,65 @@ def test_table_cells_show_spread_only_over_several_seeds():
     assert _cell(0.5, math.nan, 0, 3, False) == "0.500"  # one seed: the sample std is undefined
     assert _cell(0.5, 0.1, 2, 3, True) == "**0.500 ± 0.100** †2"
     assert _cell(math.nan, math.nan, 20, 3, False) == "nan †20"
+
+
+class TestPairedComparison:
+    @staticmethod
+    def runs(*columns):
+        """One run per column: ``{image id: {"Dice": value}}`` for images "a", "b", ..."""
+        return [{chr(97 + i): {"Dice": v} for i, v in enumerate(col)} for col in columns]
+
+    def test_hand_computed_case(self):
+        from scipy.stats import wilcoxon
+
+        from monai_gamble.compare import paired_comparison
+
+        # values exact in binary, so that the differences tie exactly where they should
+        method = self.runs(
+            [1.0, 0.75, 0.5, 0.5, 0.5], [0.5, 0.75, 1.0, 0.5, 0.75]
+        )  # image means 0.75,0.75,0.75,0.5,0.625
+        base = self.runs([0.625, 0.75, 0.375, 0.625, 0.375])
+        r = paired_comparison(method, base, "Dice", bootstrap_samples=2000)
+        d = [0.125, 0.0, 0.375, -0.125, 0.25]
+        assert r["n_images"] == 5 and r["n_excluded"] == 0
+        assert r["mean_method"] == pytest.approx(0.675) and r["mean_baseline"] == pytest.approx(0.55)
+        assert r["mean_diff"] == pytest.approx(0.125)
+        assert (r["wins"], r["ties"], r["losses"]) == (3, 1, 1)
+        assert r["p_wilcoxon"] == pytest.approx(wilcoxon([0.125, 0.375, -0.125, 0.25]).pvalue)
+        assert min(d) <= r["ci_low"] < 0.125 < r["ci_high"] <= max(d)
+
+    def test_lower_is_better_and_infinite_distances(self):
+        from monai_gamble.compare import paired_comparison
+
+        method = [{"a": {"Chamfer": 2.0}, "b": {"Chamfer": math.inf}, "c": {"Chamfer": 3.0}}]
+        base = [{"a": {"Chamfer": 4.0}, "b": {"Chamfer": 1.0}, "c": {"Chamfer": 5.0}}]
+        r = paired_comparison(method, base, "Chamfer", higher_is_better=False, bootstrap_samples=500)
+        assert r["n_images"] == 2 and r["n_excluded"] == 1  # the missed nodule is counted, not averaged
+        assert r["mean_diff"] == pytest.approx(-2.0) and (r["wins"], r["losses"]) == (2, 0)
+
+    def test_different_images_are_refused(self):
+        from monai_gamble.compare import paired_comparison
+
+        with pytest.raises(ValueError, match="different images"):
+            paired_comparison(self.runs([0.5, 0.6]), self.runs([0.5, 0.6, 0.7]), "Dice")
+        with pytest.raises(ValueError, match="at least one run"):
+            paired_comparison([], self.runs([0.5]), "Dice")
+
+
+def test_paired_and_base_configs_are_checked(tmp_path, bundle):
+    config = load_study_config(write_config(tmp_path, bundle))
+    assert config.paired == [["gambling", "ce"]]  # every method against CE by default
+    with pytest.raises(ValueError, match=r"paired names \['focal'\]"):
+        load_study_config(write_config(tmp_path, bundle, paired=[["focal", "ce"]]))
+    with pytest.raises(ValueError, match="base_configs names configs/nope.json"):
+        load_study_config(write_config(tmp_path, bundle, base_configs=["nope.json"]))
+
+
+def test_command_line_overrides():
+    from monai_gamble.compare import _parse_override
+
+    assert _parse_override("max_epochs=3") == ("max_epochs", 3)
+    assert _parse_override("image_size=[96, 96]") == ("image_size", [96, 96])
+    assert _parse_override("dataset_dir=/data/ddti") == ("dataset_dir", "/data/ddti")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        _parse_override("max_epochs")
