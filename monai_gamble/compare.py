@@ -184,8 +184,15 @@ class StudyConfig:
         return self.output_dir / "runs" / f"{method}-{architecture}-seed{seed}"
 
 
+#: Overrides that name a folder or a file: a relative path is relative to the study config.
+_PATH_OVERRIDES = ("dataset_dir", "evaluation_dataset_dir", "pretrained_checkpoint")
+
+
 def load_study_config(path: str | os.PathLike, **changes: Any) -> StudyConfig:
     """Read a study config (JSON); ``changes`` replace its top-level entries.
+
+    ``bundle`` and ``output_dir``, and the overrides ``dataset_dir``, ``evaluation_dataset_dir`` and
+    ``pretrained_checkpoint``, may be relative to the config file.
 
     Raises:
         ValueError: for an unreadable file, unknown keys or a bad grid (see :class:`StudyConfig`).
@@ -206,6 +213,13 @@ def load_study_config(path: str | os.PathLike, **changes: Any) -> StudyConfig:
             raise ValueError(f"{path}: {key!r} is required.")
         if not Path(raw[key]).is_absolute():
             raw[key] = path.parent / raw[key]
+    overrides = raw.get("overrides")
+    if isinstance(overrides, Mapping):
+        raw["overrides"] = {
+            k: str((path.parent / v).resolve()) if k in _PATH_OVERRIDES and isinstance(v, str) and v and
+            not Path(v).is_absolute() else v
+            for k, v in overrides.items()
+        }  # fmt: skip
     return StudyConfig(**raw)
 
 
@@ -716,6 +730,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     changes: dict[str, Any] = {"output_dir": str(Path(args.output_dir).resolve())} if args.output_dir else {}
     try:
         extra = dict(_parse_override(o) for o in args.override)
+        for k in _PATH_OVERRIDES:  # relative to where the command runs, not to the config file
+            if isinstance(extra.get(k), str) and extra[k]:
+                extra[k] = str(Path(extra[k]).resolve())
         if extra:
             raw = json.loads(Path(args.config).read_text())
             changes["overrides"] = {**raw.get("overrides", {}), **extra}

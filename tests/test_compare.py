@@ -188,3 +188,9 @@ def test_command_line_overrides():
     assert _parse_override("dataset_dir=/data/ddti") == ("dataset_dir", "/data/ddti")
     with pytest.raises(ValueError, match="KEY=VALUE"):
         _parse_override("max_epochs")
+
+
+def test_path_overrides_are_relative_to_the_study_config(tmp_path, bundle):
+    config = load_study_config(write_config(tmp_path, bundle, overrides={**TINY, "dataset_dir": "data/ddti"}))
+    assert config.overrides["dataset_dir"] == str(tmp_path / "data" / "ddti")
+    assert config.overrides["max_epochs"] == 1

@@ -27,6 +27,7 @@ __all__ = [
     "evaluation_name",
     "image_folder_datalist",
     "is_ddti_layout",
+    "limit_training",
     "read_csv_rows",
     "split_datalist",
     "tnscui_datalist",
@@ -580,3 +581,56 @@ def evaluation_name(split: str = "test", external_dir: str | os.PathLike | None 
     if external_dir is None or str(external_dir) == "":
         return str(split)
     return "external_" + (Path(external_dir).resolve().name or "dataset")
+
+
+def limit_training(
+    datalist: dict[str, list[dict[str, Any]]],
+    num_images: int | None,
+    seed: int = 0,
+    groups: str | Callable[[dict[str, Any]], Hashable] | None = "group",
+) -> dict[str, list[dict[str, Any]]]:
+    """The datalist with a seeded subset of about ``num_images`` training images (label-efficiency studies).
+
+    Whole groups are drawn (``groups``: the item key or function of :func:`split_datalist`; the
+    datalists of this package carry a ``"group"`` key, e.g. a DDTI scan's two halves), in a seeded
+    order, until ``num_images`` are reached: the subset may be one image larger when the last group
+    drawn holds two. Smaller subsets are prefixes of larger ones (the 32 images of a 32-image run
+    are among the 128 of a 128-image run), so that label-efficiency curves compare nested sets.
+    The validation and test splits are unchanged.
+
+    Args:
+        datalist: ``{"training": ..., "validation": ..., "test": ...}``.
+        num_images: how many training images to keep; None keeps them all.
+        seed: the subset's random seed.
+        groups: how items are grouped (an item key, a function of an item, or None for no groups;
+            an item without the key is its own group).
+
+    Raises:
+        ValueError: if ``num_images`` is below 1 or above the number of training images.
+    """
+    if num_images is None:
+        return datalist
+    items = datalist["training"]
+    n = int(num_images)
+    if not 1 <= n <= len(items):
+        raise ValueError(
+            f"num_training_images must be between 1 and {len(items)} (the training split), got {num_images}."
+        )
+    if groups is None:
+        group_of: Callable[[dict[str, Any]], Hashable] = lambda it: it["id"]  # noqa: E731
+    elif isinstance(groups, str):
+        group_of = lambda it: it.get(groups, it["id"])  # noqa: E731
+    else:
+        group_of = groups
+    by_group: dict[Hashable, list[dict[str, Any]]] = {}
+    for it in sorted(items, key=lambda it: str(it["id"])):
+        by_group.setdefault(group_of(it), []).append(it)
+    order = [list(by_group)[i] for i in np.random.default_rng([int(seed), 17]).permutation(len(by_group))]
+    kept: list[dict[str, Any]] = []
+    for g in order:
+        if len(kept) >= n:
+            break
+        kept.extend(by_group[g])
+    logger.info("training on %d of the %d training images (num_training_images=%d, seed %d).", len(kept),
+                len(items), n, seed)  # fmt: skip
+    return {**datalist, "training": sorted(kept, key=lambda it: str(it["id"]))}
