@@ -5,8 +5,11 @@ for the datalist, the network and the evaluation's pre- and post-processing, loa
 checkpoint, and runs three inferers on the same images:
 
 - ``single``: one forward pass (``TransformEnsembleInferer(transforms=[()])``, i.e. ``SimpleInferer``),
-- ``mean``: identity and the three flips in one batched forward, soft predictions averaged,
-- ``asme``: the same four copies, blended with the ASME weights (a = 100).
+- ``mean``: identity and the three flips in one batched forward, averaged,
+- ``asme``: the same four copies, blended with the ASME weights (a = 100),
+
+both blending the network's outputs (``--blend logits``, the paper's and the bundle's default) or
+their softmax probabilities (``--blend probabilities``).
 
 Each prediction is resized back to 580x420, the area rule is applied, and the competition's Dice
 (an empty prediction on an empty mask scores 1) is averaged; the time is that of the inferer alone
@@ -33,7 +36,7 @@ from monai.data import DataLoader, Dataset, decollate_batch
 from monai.metrics import DiceMetric
 
 from monai_gamble.data import make_nerve_ultrasound
-from monai_gamble.inferers import AdaptiveEnsembleInferer, TransformEnsembleInferer
+from monai_gamble.inferers import make_ensemble_inferer
 
 FLIPS = [(), (0,), (1,), (0, 1)]
 
@@ -51,7 +54,9 @@ def load_bundle(bundle: Path, demo: bool, overrides: dict[str, object]) -> Confi
     return parser
 
 
-def evaluate(parser: ConfigParser, ckpt: Path, split: str, num_threads: int) -> list[dict[str, float]]:
+def evaluate(
+    parser: ConfigParser, ckpt: Path, split: str, num_threads: int, blend: str = "logits"
+) -> list[dict[str, float]]:
     torch.set_num_threads(num_threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -64,9 +69,9 @@ def evaluate(parser: ConfigParser, ckpt: Path, split: str, num_threads: int) -> 
     network.eval()
     batches = list(DataLoader(Dataset(datalist, preprocessing), batch_size=1, shuffle=False))
     inferers = {
-        "single": TransformEnsembleInferer(transforms=[()]),
-        "mean": TransformEnsembleInferer(transforms=FLIPS),
-        "asme": AdaptiveEnsembleInferer(transforms=FLIPS, a=100.0),
+        "single": make_ensemble_inferer("none", blend=blend),
+        "mean": make_ensemble_inferer("mean", transforms=FLIPS, blend=blend),
+        "asme": make_ensemble_inferer("asme", transforms=FLIPS, a=100.0, blend=blend),
     }
     rows = []
     for name, inferer in inferers.items():
@@ -125,6 +130,7 @@ def main() -> None:
     p.add_argument("--split", default="test", help="datalist split to evaluate")
     p.add_argument("--dataset_dir", default=None, help="dataset folder (default: the bundle's synthetic one)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core machine)")
+    p.add_argument("--blend", default="logits", choices=["logits", "probabilities"], help="what the ensembles average")
     p.add_argument(
         "--fresh_subjects",
         type=int,
@@ -148,11 +154,11 @@ def main() -> None:
     if not ckpt.is_file():
         raise SystemExit(f"no checkpoint at {ckpt}: train the bundle first (see the module docstring).")
     parser = load_bundle(args.bundle.resolve(), args.demo, overrides)
-    rows = evaluate(parser, ckpt, args.split, args.threads)
+    rows = evaluate(parser, ckpt, args.split, args.threads, args.blend)
     source = (
         f"a fresh synthetic set of {args.fresh_subjects} subjects" if args.fresh_subjects else f"the {args.split} split"
     )
-    print(f"{rows[0]['n']} images of {source}, checkpoint {ckpt}, {args.threads} thread(s)\n")
+    print(f"{rows[0]['n']} images of {source}, checkpoint {ckpt}, {args.threads} thread(s), blend {args.blend}\n")
     print(table(rows))
 
 

@@ -18,12 +18,18 @@ import torch
 from monai.inferers import Inferer
 from monai.utils import StrEnum, look_up_option
 
+from ..transforms import ClearSmallMask
+
 __all__ = [
     "AdaptiveEnsembleInferer",
+    "AreaRuleOn",
     "EnsembleActivation",
+    "EnsembleBlend",
+    "EnsembleMethod",
     "TransformEnsembleInferer",
     "asme_weights",
     "dice_similarity_matrix",
+    "make_ensemble_inferer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -38,6 +44,45 @@ class EnsembleActivation(StrEnum):
 
     SOFTMAX = "softmax"
     SIGMOID = "sigmoid"
+
+
+class EnsembleBlend(StrEnum):
+    """What the ensemble averages.
+
+    - ``"logits"``: the members' raw outputs, :math:`\\hat{Y} = \\sum_i c_i\\, T_i^{-1}(f(T_i(I)))`, then
+      the activation: the formula of Liao, Ng & Hung (sec. 3.9) and their code.
+    - ``"probabilities"``: the members' probabilities, :math:`\\sum_i c_i\\, \\sigma(T_i^{-1}(f(T_i(I))))`
+      (the usual flip TTA).
+
+    They can disagree: four members with foreground margins (6, -1, -1, -1) and equal weights give
+    foreground on logits (mean margin 0.75) and background on probabilities (mean 0.451).
+    """
+
+    LOGITS = "logits"
+    PROBABILITIES = "probabilities"
+
+
+class AreaRuleOn(StrEnum):
+    """Which blend the whole-mask area rule of an ensemble inferer judges (the emitted blend is the
+    ensemble's either way).
+
+    - ``"ensemble"``: the emitted (weighted) blend: an image is emptied when the blend's own
+      foreground is at most the threshold.
+    - ``"uniform"``: the uniform blend of the same members (the authors' code decides emptiness on
+      it and then emits the ASME blend).
+    """
+
+    ENSEMBLE = "ensemble"
+    UNIFORM = "uniform"
+
+
+class EnsembleMethod(StrEnum):
+    """The test-time ensembles of :func:`make_ensemble_inferer`: ``"none"`` (one pass), ``"mean"``
+    (uniform weights, :class:`TransformEnsembleInferer`), ``"asme"`` (:class:`AdaptiveEnsembleInferer`)."""
+
+    NONE = "none"
+    MEAN = "mean"
+    ASME = "asme"
 
 
 def dice_similarity_matrix(masks: torch.Tensor) -> torch.Tensor:
@@ -141,9 +186,12 @@ class TransformEnsembleInferer(Inferer):
 
     The network runs on the image and on its transformed copies :math:`T_i(I)` in **one batched
     forward pass** (the copies concatenated along the batch dimension), each output is mapped
-    back by :math:`T_i^{-1}`, turned into probabilities, and the probabilities are blended:
+    back by :math:`T_i^{-1}`, and the members are blended, as probabilities (``blend=
+    "probabilities"``, the default here: the usual flip TTA) or as raw outputs (``"logits"``,
+    :class:`EnsembleBlend`):
 
-    .. math:: \\hat{Y} = \\sum_{i=0}^{N-1} c_i\\, \\sigma\\big(T_i^{-1}(f(T_i(I)))\\big),
+    .. math:: \\hat{Y} = \\sum_{i=0}^{N-1} c_i\\, \\sigma\\big(T_i^{-1}(f(T_i(I)))\\big) \\quad\\text{or}\\quad
+        \\hat{Y} = \\sigma\\Big(\\sum_{i=0}^{N-1} c_i\\, T_i^{-1}(f(T_i(I)))\\Big),
 
     with :math:`c_i = 1/N` here (:class:`AdaptiveEnsembleInferer` adapts them). The default
     transforms are the identity and the flips of the first two spatial axes, one at a time and
@@ -152,8 +200,19 @@ class TransformEnsembleInferer(Inferer):
     batched forward gives each copy the output it would get alone.
 
     By default the result is returned in logit space (:math:`\\log \\hat{Y}` for softmax, whose
-    softmax is :math:`\\hat{Y}` again; :math:`\\operatorname{logit}\\hat{Y}` for sigmoid), so the
-    inferer replaces ``SimpleInferer`` before the same ``Activationsd`` post-processing.
+    softmax is :math:`\\hat{Y}` again; :math:`\\operatorname{logit}\\hat{Y}` for sigmoid; the blended
+    logits themselves with ``blend="logits"``), so the inferer replaces ``SimpleInferer`` before the
+    same ``Activationsd`` post-processing.
+
+    With ``area_rule`` (a :class:`~monai_gamble.transforms.ClearSmallMask`), the inferer applies the
+    whole-mask area rule itself: an image whose foreground (pixels whose argmax is not channel 0
+    with softmax; values above ``threshold`` summed over the channels with sigmoid) is at most
+    ``area_rule.threshold_for(spatial shape)`` gets a background-only output (probability 1 for
+    channel 0 with softmax, 0 everywhere with sigmoid). ``area_rule_on`` (:class:`AreaRuleOn`) says
+    whether that foreground is counted on the emitted blend (``"ensemble"``) or on the uniform blend
+    of the same members (``"uniform"``, the authors' code); the cleared images of the last call are
+    in ``last_cleared`` ``(B,)``. Without ``area_rule`` apply the rule in post-processing
+    (``ClearSmallMaskd``), which is the ``"ensemble"`` rule.
 
     The weights of the last call are kept in ``last_weights`` ``(B, N)``, the pairwise Dice
     similarities of the members' hard predictions (:func:`dice_similarity_matrix`) in
@@ -175,10 +234,14 @@ class TransformEnsembleInferer(Inferer):
         callback: called as ``callback(weights, similarity)`` after each call.
         names: names of the transforms (for :meth:`save_weights`); None: ``identity``,
             ``flip_0``, ``flip_1``, ``flip_0_1``, ... (``transform_<i>`` for callables).
+        blend: ``"probabilities"`` (default) or ``"logits"`` (:class:`EnsembleBlend`).
+        area_rule: the whole-mask area rule to apply to each image, or None.
+        area_rule_on: ``"ensemble"`` or ``"uniform"`` (:class:`AreaRuleOn`); only with ``area_rule``.
 
     Raises:
         ValueError: for an empty list of transforms, a transform that is neither axes nor a pair of
-            callables, negative or repeated axes, names of the wrong number, or an unknown activation.
+            callables, negative or repeated axes, names of the wrong number, an unknown activation,
+            blend or ``area_rule_on``, or ``area_rule_on="uniform"`` without an ``area_rule``.
 
     Example:
         >>> inferer = TransformEnsembleInferer()  # identity, two flips and both
@@ -195,6 +258,9 @@ class TransformEnsembleInferer(Inferer):
         return_logits: bool = True,
         callback: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
         names: Sequence[str] | None = None,
+        blend: EnsembleBlend | str = EnsembleBlend.PROBABILITIES,
+        area_rule: ClearSmallMask | None = None,
+        area_rule_on: AreaRuleOn | str = AreaRuleOn.ENSEMBLE,
     ) -> None:
         Inferer.__init__(self)
         specs = [(), (0,), (1,), (0, 1)] if transforms is None else list(transforms)
@@ -229,8 +295,21 @@ class TransformEnsembleInferer(Inferer):
         self.inferer = inferer
         self.return_logits = return_logits
         self.callback = callback
+        self.blend = look_up_option(blend, EnsembleBlend)
+        self.area_rule_on = look_up_option(area_rule_on, AreaRuleOn)
+        if area_rule is not None and not isinstance(area_rule, ClearSmallMask):
+            raise ValueError(
+                f"area_rule must be a monai_gamble.transforms.ClearSmallMask or None, got {type(area_rule).__name__}."
+            )
+        if area_rule is None and self.area_rule_on == AreaRuleOn.UNIFORM:
+            raise ValueError(
+                "area_rule_on='uniform' needs an area_rule (ClearSmallMask) to apply inside the inferer; without one, "
+                "apply the rule in post-processing (that is the 'ensemble' rule)."
+            )
+        self.area_rule = area_rule
         self.last_weights: torch.Tensor | None = None
         self.last_similarity: torch.Tensor | None = None
+        self.last_cleared: torch.Tensor | None = None
         self.weights_history: list[torch.Tensor] = []
 
     @property
@@ -240,7 +319,7 @@ class TransformEnsembleInferer(Inferer):
 
     def reset(self) -> None:
         """Forget the weights of the previous calls."""
-        self.last_weights = self.last_similarity = None
+        self.last_weights = self.last_similarity = self.last_cleared = None
         self.weights_history = []
 
     def ensemble_weights(self, similarity: torch.Tensor) -> torch.Tensor:
@@ -280,16 +359,17 @@ class TransformEnsembleInferer(Inferer):
             raise ValueError(f"the network must return one tensor (B, C, *spatial), got {type(out).__name__}.")
         out = out.reshape(n, b, *out.shape[1:])
         back = torch.stack([inv(out[i]) for i, inv in enumerate(self._inverse)]).float()  # (N, B, C, *spatial)
+        probs = self._activate(back, dim=2)
         if self.activation == EnsembleActivation.SOFTMAX:
-            probs = torch.softmax(back, dim=2)
             c = probs.shape[2]
             hard = torch.nn.functional.one_hot(probs.argmax(2), c).movedim(-1, 2)[:, :, 1:] if c > 1 else probs > 0.5
         else:
-            probs = torch.sigmoid(back)
             hard = probs > self.threshold
         similarity = dice_similarity_matrix(hard)
         weights = self.ensemble_weights(similarity).to(probs)
-        blend = torch.einsum("bn,nb...->b...", weights, probs)
+        members = back if self.blend == EnsembleBlend.LOGITS else probs
+        blend = torch.einsum("bn,nb...->b...", weights, members)
+        blend_probs = self._activate(blend, dim=1) if self.blend == EnsembleBlend.LOGITS else blend
         self.last_weights, self.last_similarity = weights.detach().cpu(), similarity.detach().cpu()
         self.weights_history.append(self.last_weights)
         if logger.isEnabledFor(logging.DEBUG):
@@ -297,12 +377,46 @@ class TransformEnsembleInferer(Inferer):
                 logger.debug("%s weights %s", type(self).__name__, dict(zip(self.names, (round(w, 4) for w in row))))
         if self.callback is not None:
             self.callback(self.last_weights, self.last_similarity)
-        if not self.return_logits:
-            return blend
-        tiny = torch.finfo(blend.dtype).tiny
+        if self.area_rule is None:
+            if not self.return_logits:
+                return blend_probs
+            return blend if self.blend == EnsembleBlend.LOGITS else self._to_logits(blend_probs)
+        judged = blend_probs
+        if self.area_rule_on == AreaRuleOn.UNIFORM:
+            uniform = members.mean(0)
+            judged = self._activate(uniform, dim=1) if self.blend == EnsembleBlend.LOGITS else uniform
+        area = self._foreground(judged).flatten(1).sum(1)  # (B,)
+        cleared = area <= self.area_rule.threshold_for(tuple(judged.shape[2:]))
+        self.last_cleared = cleared.detach().cpu()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s area rule on the %s blend: cleared %s", type(self).__name__, self.area_rule_on, cleared.tolist()
+            )
+        mask = cleared.reshape(-1, *[1] * (blend.ndim - 1))
+        empty = torch.zeros_like(blend_probs)
         if self.activation == EnsembleActivation.SOFTMAX:
-            return blend.clamp_min(tiny).log()
-        return torch.logit(blend, eps=1e-7)
+            empty[:, 0] = 1.0
+        if not self.return_logits:
+            return torch.where(mask, empty, blend_probs)
+        if self.blend == EnsembleBlend.LOGITS:
+            return torch.where(mask, self._to_logits(empty), blend)
+        return self._to_logits(torch.where(mask, empty, blend_probs))
+
+    def _activate(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        return torch.softmax(x, dim=dim) if self.activation == EnsembleActivation.SOFTMAX else torch.sigmoid(x)
+
+    def _to_logits(self, probs: torch.Tensor) -> torch.Tensor:
+        """Logit-space values whose activation is ``probs`` (``log`` for softmax, ``logit`` for sigmoid)."""
+        if self.activation == EnsembleActivation.SOFTMAX:
+            return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+        return torch.logit(probs, eps=1e-7)
+
+    def _foreground(self, probs: torch.Tensor) -> torch.Tensor:
+        """Foreground pixels ``(B, *spatial)`` of probabilities ``(B, C, *spatial)`` (counts summed over the
+        channels for sigmoid), as the area rule counts them."""
+        if self.activation == EnsembleActivation.SOFTMAX:
+            return probs.argmax(1) != 0 if probs.shape[1] > 1 else probs[:, 0] > 0.5
+        return (probs > self.threshold).sum(1)
 
     def save_weights(self, path: str | os.PathLike, ids: Sequence[str] | None = None) -> dict[str, float]:
         """Write the weights of every image since the last :meth:`reset` to a CSV, one row per image.
@@ -337,13 +451,17 @@ class AdaptiveEnsembleInferer(TransformEnsembleInferer):
     """Adaptive single-model ensemble (ASME): test-time augmentation weighted by agreement.
 
     As :class:`TransformEnsembleInferer` (one batched forward over the image and its invertible
-    transforms, default: identity, the two flips and both), but the soft predictions are blended
-    with the weights of :func:`asme_weights`: the pairwise Dice similarity matrix :math:`A` of the
-    N hard predictions (diagonal 1; two empty predictions agree), its leading eigenvector
-    :math:`v` (absolute values), and :math:`c_i = a^{v_i} / \\sum_k a^{v_k}`. A transformed copy
-    whose prediction disagrees with the others gets a small weight, where the plain mean is
-    pulled towards it (Liao, Ng & Hung, "Ultrasound Nerve Segmentation", 2022, sec. 3.9, with
-    a = 100; +1 to +3 points of private Dice on Kaggle's nerve challenge).
+    transforms, default: identity, the two flips and both), but the members are blended with the
+    weights of :func:`asme_weights`: the pairwise Dice similarity matrix :math:`A` of the N hard
+    predictions (diagonal 1; two empty predictions agree), its leading eigenvector :math:`v`
+    (absolute values), and :math:`c_i = a^{v_i} / \\sum_k a^{v_k}`. A transformed copy whose
+    prediction disagrees with the others gets a small weight, where the plain mean is pulled
+    towards it (Liao, Ng & Hung, "Ultrasound Nerve Segmentation", 2022, sec. 3.9, with a = 100; +1
+    to +3 points of private Dice on Kaggle's nerve challenge).
+
+    The default blend is the paper's, :math:`\\hat{Y} = c_0 f(I) + \\sum_k c_k (T_k^{-1} \\circ f \\circ T_k)(I)`
+    on the network's raw outputs (``blend="logits"``; the authors' code then takes the argmax);
+    ``blend="probabilities"`` blends the softmax (or sigmoid) outputs instead.
 
     The weights depend only on the set of transforms, not on their order (a repeated top
     eigenvalue is resolved without arbitrary choices, see :func:`asme_weights`).
@@ -357,6 +475,11 @@ class AdaptiveEnsembleInferer(TransformEnsembleInferer):
         return_logits: return the blend in logit space (True) or as probabilities (False).
         callback: called as ``callback(weights, similarity)`` after each call.
         names: names of the transforms.
+        blend: ``"logits"`` (default, the paper's) or ``"probabilities"`` (:class:`EnsembleBlend`).
+        area_rule: a whole-mask area rule to apply inside the inferer, or None (see
+            :class:`TransformEnsembleInferer`).
+        area_rule_on: ``"ensemble"`` (the ASME blend) or ``"uniform"`` (the uniform blend, as the
+            authors' code) (:class:`AreaRuleOn`).
 
     Raises:
         ValueError: as :class:`TransformEnsembleInferer`, and for ``a <= 0``.
@@ -377,12 +500,60 @@ class AdaptiveEnsembleInferer(TransformEnsembleInferer):
         return_logits: bool = True,
         callback: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
         names: Sequence[str] | None = None,
+        blend: EnsembleBlend | str = EnsembleBlend.LOGITS,
+        area_rule: ClearSmallMask | None = None,
+        area_rule_on: AreaRuleOn | str = AreaRuleOn.ENSEMBLE,
     ) -> None:
         if not (math.isfinite(a) and a > 0):
             raise ValueError(f"a must be a positive number, got {a}.")
-        super().__init__(transforms, activation, threshold, inferer, return_logits, callback, names)
+        super().__init__(
+            transforms, activation, threshold, inferer, return_logits, callback, names, blend, area_rule, area_rule_on
+        )
         self.a = float(a)
 
     def ensemble_weights(self, similarity: torch.Tensor) -> torch.Tensor:
         """ASME weights ``(B, N)`` from the similarity matrices ``(B, N, N)`` (:func:`asme_weights`)."""
         return asme_weights(similarity, self.a)
+
+
+def make_ensemble_inferer(
+    ensemble: EnsembleMethod | str = EnsembleMethod.ASME,
+    transforms: Sequence[TransformSpec] | None = None,
+    a: float = 100.0,
+    blend: EnsembleBlend | str = EnsembleBlend.LOGITS,
+    area_rule: ClearSmallMask | None = None,
+    area_rule_on: AreaRuleOn | str = AreaRuleOn.ENSEMBLE,
+    **kwargs: Any,
+) -> TransformEnsembleInferer:
+    """The test-time inferer of a bundle by name (so that a config chooses one without code).
+
+    - ``"none"``: :class:`TransformEnsembleInferer` with the identity alone (one forward pass, as
+      ``SimpleInferer``; ``area_rule_on`` is then moot: one member).
+    - ``"mean"``: :class:`TransformEnsembleInferer` over ``transforms`` (uniform weights).
+    - ``"asme"``: :class:`AdaptiveEnsembleInferer` over ``transforms`` with base ``a``.
+
+    Args:
+        ensemble: ``"none"``, ``"mean"`` or ``"asme"`` (:class:`EnsembleMethod`).
+        transforms: the ensemble's transforms (None: identity, the two flips and both).
+        a: the ASME base (``"asme"`` only).
+        blend: ``"logits"`` (default: the ASME paper's blend) or ``"probabilities"``, for every method.
+        area_rule: an area rule applied inside the inferer, or None.
+        area_rule_on: ``"ensemble"`` or ``"uniform"``.
+        kwargs: the other arguments of the inferers (``activation``, ``threshold``, ``inferer``, ...).
+
+    Returns:
+        The inferer.
+
+    Raises:
+        ValueError: for an unknown method, and the errors of the inferers.
+
+    Example:
+        >>> inferer = make_ensemble_inferer("asme", transforms=[[], [0], [1], [0, 1]], a=100.0)
+    """
+    method = look_up_option(ensemble, EnsembleMethod)
+    common = {"blend": blend, "area_rule": area_rule, "area_rule_on": area_rule_on, **kwargs}
+    if method == EnsembleMethod.NONE:
+        return TransformEnsembleInferer(transforms=[()], **common)
+    if method == EnsembleMethod.MEAN:
+        return TransformEnsembleInferer(transforms=transforms, **common)
+    return AdaptiveEnsembleInferer(transforms=transforms, a=a, **common)

@@ -63,6 +63,10 @@ def test_configs_name_public_targets_and_follow_the_issue():
     assert train["learning_rate"] == 5e-4 and train["weight_decay"] == 1e-4 and train["lr_schedule"] == "cosine"
     assert train["network_def"]["upsample"] == "nontrainable" and train["network_def"]["interp_mode"] == "nearest"
     assert train["loss"]["to_onehot_y"] is False and train["train"]["ems_transform"]["background_channel"] is True
+    # the ensembles blend the network's outputs (the ASME paper's formula); the area rule judges the emitted blend
+    evaluate = json.loads((BUNDLE / "configs" / "evaluate.json").read_text())
+    for cfg in (evaluate, infer):
+        assert cfg["ensemble"] == "asme" and cfg["ensemble_blend"] == "logits" and cfg["area_rule_on"] == "ensemble"
 
 
 def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
@@ -115,11 +119,26 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
     eval_run = runs[-1]
     assert eval_run.info.run_name.startswith("evaluate_asme_") and eval_run.info.status == "FINISHED"
     assert {"test_dice", "test_dice_no_area_rule", "ensemble_weight_identity"} <= set(eval_run.data.metrics)
+    assert eval_run.data.params["ensemble_blend"] == "logits" and eval_run.data.params["area_rule_on"] == "ensemble"
     assert {a.path for a in client.list_artifacts(eval_run.info.run_id, "evaluation")} == {
         "evaluation/ensemble_weights.csv",
+        "evaluation/metrics.json",
         "evaluation/metrics_per_image.csv",
         "evaluation/metrics_summary.md",
     }
+
+    # the authors' variant: the area rule judged on the uniform blend, inside the inferer
+    run_bundle(
+        bundle,
+        ["train.json", "evaluate.json"],
+        *TINY,
+        *real_args,
+        "--split_fractions",
+        "[0,0,1]",
+        "--area_rule_on",
+        "uniform",
+    )
+    assert mlflow_runs(bundle)[1][-1].data.params["area_rule_on"] == "uniform"
 
     # 3. inference: 580x420 masks of the real frames and a submission CSV whose RLEs decode to them
     run_bundle(bundle, ["inference.json"], *NET, "--dataset_dir", str(real / "train"), "--ensemble", "mean")

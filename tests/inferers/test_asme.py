@@ -13,7 +13,9 @@ from monai_gamble.inferers import (
     TransformEnsembleInferer,
     asme_weights,
     dice_similarity_matrix,
+    make_ensemble_inferer,
 )
+from monai_gamble.transforms import ClearSmallMask
 
 # Table 1 of Liao, Ng & Hung (image 9.tif of the test set): origin, fliplr, flipud, both
 PAPER_A = torch.tensor([[1, 0, 0.52, 0.79], [0, 1, 0, 0], [0.52, 0, 1, 0.65], [0.79, 0, 0.65, 1]])
@@ -172,7 +174,7 @@ def test_sigmoid_callables_callback_and_logging(caplog, tmp_path):
     rot = (lambda t: torch.rot90(t, 1, (2, 3)), lambda t: torch.rot90(t, -1, (2, 3)))
     seen = []
     inferer = AdaptiveEnsembleInferer(
-        transforms=[(), rot], activation="sigmoid", callback=lambda w, s: seen.append((w, s))
+        transforms=[(), rot], activation="sigmoid", callback=lambda w, s: seen.append((w, s)), blend="probabilities"
     )
     with torch.no_grad(), caplog.at_level(logging.DEBUG, logger="monai_gamble.inferers.asme"):
         logits = inferer(x, net)
@@ -212,3 +214,137 @@ def test_bad_inferer_arguments():
         TransformEnsembleInferer(transforms=[(), rot])(torch.rand(1, 1, 6, 5), PositionNet(6, 5))
     with pytest.raises(ValueError, match="must return one tensor"):
         TransformEnsembleInferer()(torch.rand(1, 1, 6, 5), lambda x: (x, x))
+
+
+class MarginNet(torch.nn.Module):
+    """Two-channel logits whose foreground margin is ``margins[k]`` for an input of constant value k
+    (the ensemble's member k sees its input shifted by k)."""
+
+    def __init__(self, margins) -> None:
+        super().__init__()
+        self.margins = torch.tensor(margins, dtype=torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.margins[x[:, 0].round().long()]  # (B, H, W)
+        return torch.stack([torch.zeros_like(m), m], dim=1)
+
+
+def shifted_members(n):
+    """n members: member k adds k to the input (a constant 0 image), the inverse is the identity."""
+    return [(lambda t, k=k: t + k, lambda t: t) for k in range(n)]
+
+
+MARGINS = (6.0, -1.0, -1.0, -1.0)
+
+
+@pytest.mark.parametrize("make", [TransformEnsembleInferer, lambda **kw: AdaptiveEnsembleInferer(a=1.0, **kw)])
+def test_the_issue_example_logits_against_probabilities(make):
+    """Foreground margins (6, -1, -1, -1) with equal weights: foreground when the logits are blended
+    (mean margin 0.75), background when the probabilities are (mean p = 0.451)."""
+    x = torch.zeros(1, 1, 3, 3)
+    net = MarginNet(MARGINS)
+    on_logits = make(transforms=shifted_members(4), blend="logits", return_logits=False)
+    on_probs = make(transforms=shifted_members(4), blend="probabilities", return_logits=False)
+    p_logits, p_probs = on_logits(x, net), on_probs(x, net)
+    torch.testing.assert_close(on_logits.last_weights, torch.full((1, 4), 0.25))  # equal weights (a = 1 for ASME)
+    mean_p = sum(1 / (1 + math.exp(-m)) for m in MARGINS) / 4
+    assert mean_p == pytest.approx(0.451, abs=5e-4)
+    torch.testing.assert_close(p_probs[0, 1], torch.full((3, 3), mean_p))
+    torch.testing.assert_close(p_logits[0, 1], torch.full((3, 3), 1 / (1 + math.exp(-0.75))))
+    assert (p_logits.argmax(1) == 1).all() and (p_probs.argmax(1) == 0).all()
+    # in logit space, the logits blend returns the blended logits themselves: margin 0.75
+    logits = make(transforms=shifted_members(4), blend="logits")(x, net)
+    torch.testing.assert_close(logits[0, 1] - logits[0, 0], torch.full((3, 3), 0.75))
+
+
+def test_blend_defaults():
+    assert TransformEnsembleInferer().blend == "probabilities"  # flip TTA: the mean of the probabilities
+    assert AdaptiveEnsembleInferer().blend == "logits"  # ASME: the paper's formula on the network's outputs
+    assert make_ensemble_inferer("mean").blend == "logits" and make_ensemble_inferer("asme").blend == "logits"
+
+
+def test_make_ensemble_inferer():
+    assert make_ensemble_inferer("none").num_transforms == 1
+    mean = make_ensemble_inferer("mean", transforms=[[], [0]], blend="probabilities")
+    assert type(mean) is TransformEnsembleInferer and mean.num_transforms == 2 and mean.blend == "probabilities"
+    asme = make_ensemble_inferer("asme", a=10.0, activation="sigmoid")
+    assert isinstance(asme, AdaptiveEnsembleInferer) and asme.a == 10.0 and asme.activation == "sigmoid"
+    with pytest.raises(ValueError, match="'median' is not a valid value"):
+        make_ensemble_inferer("median")
+
+
+class AreaNet(torch.nn.Module):
+    """Member k (input shifted by k) has the foreground margin ``fg`` on the first ``size`` pixels of
+    the flattened 4x4 image and ``bg`` elsewhere, ``specs[k] = (size, fg, bg)``."""
+
+    def __init__(self, specs) -> None:
+        super().__init__()
+        self.specs = [(s, 4.0, -4.0) if isinstance(s, int) else s for s in specs]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(x.shape[0], 16)
+        for i, k in enumerate(x[:, 0, 0, 0].round().long().tolist()):
+            size, fg, bg = self.specs[k]
+            out[i] = bg
+            out[i, :size] = fg
+        fg = out.reshape(-1, 1, 4, 4)
+        return torch.cat([torch.zeros_like(fg), fg], dim=1)
+
+
+def test_area_rule_clears_a_small_blend():
+    """Members with 10, 10, 10 and 0 foreground pixels (margins +-4); the blends have 10 px (ASME
+    follows the three that agree; the uniform mean margin is 2 on the 10 px)."""
+    x = torch.zeros(1, 1, 4, 4)
+    net = AreaNet([10, 10, 10, 0])
+    kept = AdaptiveEnsembleInferer(transforms=shifted_members(4), area_rule=ClearSmallMask(6), area_rule_on="uniform")
+    out = kept(x, net)
+    assert kept.last_cleared.tolist() == [False] and (out.argmax(1) == 1).sum() == 10
+    # threshold 10: cleared on either rule, the output is background everywhere (finite logits)
+    for on in ("uniform", "ensemble"):
+        for blend in ("logits", "probabilities"):
+            inferer = AdaptiveEnsembleInferer(
+                transforms=shifted_members(4), blend=blend, area_rule=ClearSmallMask(10), area_rule_on=on
+            )
+            out = inferer(x, net)
+            assert inferer.last_cleared.tolist() == [True] and torch.isfinite(out).all()
+            assert (torch.softmax(out, 1)[:, 0] > 0.999).all()
+            inferer.return_logits = False
+            assert torch.equal(inferer(x, net), torch.stack([torch.ones(4, 4), torch.zeros(4, 4)])[None])
+
+
+def test_area_rule_uniform_differs_from_ensemble():
+    """Two members agree on 8 px with a small margin (+1; -10 elsewhere), a third predicts nothing
+    with margin -10. ASME weights the two (Dice 1 between them, 0 with the third): c = (p, p, 1) /
+    (2p + 1), p = 100^(1/sqrt 2), so its blended margin on the 8 px is (2p - 10) / (2p + 1) > 0: 8 px.
+    The uniform blend's is (1 + 1 - 10) / 3 < 0: empty. With a threshold of 5 px the authors' rule
+    (``uniform``) clears the image, the ``ensemble`` rule keeps the ASME blend's 8 px."""
+    x = torch.zeros(1, 1, 4, 4)
+    net = AreaNet([(8, 1.0, -10.0), (8, 1.0, -10.0), (0, 0.0, -10.0)])
+    p = 100 ** (1 / math.sqrt(2))
+    outs = {}
+    for on in ("ensemble", "uniform"):
+        inferer = AdaptiveEnsembleInferer(transforms=shifted_members(3), area_rule=ClearSmallMask(5), area_rule_on=on)
+        outs[on] = inferer(x, net)
+        torch.testing.assert_close(inferer.last_weights[0], torch.tensor([p, p, 1.0]) / (2 * p + 1))
+        assert inferer.last_cleared.tolist() == [on == "uniform"]
+    margin = outs["ensemble"][0, 1] - outs["ensemble"][0, 0]
+    torch.testing.assert_close(margin.flatten()[:8], torch.full((8,), (2 * p - 10) / (2 * p + 1)))
+    assert (outs["ensemble"].argmax(1) == 1).sum() == 8 and (outs["uniform"].argmax(1) == 0).all()
+
+
+def test_area_rule_errors_and_scaling():
+    with pytest.raises(ValueError, match="area_rule_on='uniform' needs an area_rule"):
+        AdaptiveEnsembleInferer(area_rule_on="uniform")
+    with pytest.raises(ValueError, match="Unsupported option 'median'"):
+        TransformEnsembleInferer(area_rule=ClearSmallMask(5), area_rule_on="median")
+    with pytest.raises(ValueError, match="must be a monai_gamble.transforms.ClearSmallMask"):
+        TransformEnsembleInferer(area_rule=5)
+    with pytest.raises(ValueError, match="Unsupported option 'mean'"):
+        TransformEnsembleInferer(blend="mean")
+    # the threshold is scaled from the reference shape: 10 px at 8x8 is 2.5 px at 4x4
+    x = torch.zeros(1, 1, 4, 4)
+    inferer = TransformEnsembleInferer(transforms=[()], area_rule=ClearSmallMask(10, reference_shape=(8, 8)))
+    inferer(x, AreaNet([3]))
+    assert inferer.last_cleared.tolist() == [False]
+    inferer(x, AreaNet([2]))
+    assert inferer.last_cleared.tolist() == [True]
