@@ -8,7 +8,13 @@ from .objectives import (
     ObjectiveOutput,
     SegANObjective,
 )
-from .semi_supervised import SemiSupervisedAdversarialObjective, SemiSupervisedAdversarialTrainer, correctness_target
+from .semi_supervised import (
+    DiscriminatorTarget,
+    SemiSupervisedAdversarialObjective,
+    SemiSupervisedAdversarialTrainer,
+    SemiSupervisedSchedule,
+    correctness_target,
+)
 from .trainer import Alternation, SegmenterCriticTrainer, frozen
 
 __all__ = [
@@ -16,12 +22,14 @@ __all__ = [
     "Alternation",
     "ConfidenceObjective",
     "CriticObjective",
+    "DiscriminatorTarget",
     "GamblingObjective",
     "ObjectiveOutput",
     "SegANObjective",
     "SegmenterCriticTrainer",
     "SemiSupervisedAdversarialObjective",
     "SemiSupervisedAdversarialTrainer",
+    "SemiSupervisedSchedule",
     "correctness_target",
     "frozen",
 ]

@@ -1,12 +1,13 @@
-"""Semi-supervised adversarial segmentation: a per-pixel correctness discriminator, and a trainer
-that adds an unsupervised phase on unlabelled images to the two-network engine.
+r"""Semi-supervised adversarial segmentation: a per-pixel correctness (or real/fake) discriminator,
+and a trainer that adds an unsupervised phase on unlabelled images to the two-network engine.
 
 Lalwani, "DeepLab with adversarial loss for semi-supervised semantic segmentation of Medical
 Images" (University at Buffalo): a DeepLabV3+ generator and a fully convolutional discriminator
-that tells, per pixel, whether the segmentation is correct; labelled batches train both, unlabelled
-batches train the generator alone through the frozen discriminator. Hung et al., "Adversarial
-Learning for Semi-Supervised Semantic Segmentation" (BMVC 2018) add self-training on the pixels
-the discriminator trusts.
+that tells, per pixel, whether the segmentation is correct; labelled images train both, then
+unlabelled images train the generator alone through the discriminator, which is no longer
+trained. Hung et al., "Adversarial Learning for Semi-Supervised Semantic Segmentation" (BMVC 2018)
+train a per-pixel real/fake discriminator, interleave labelled and unlabelled batches in every
+iteration, and add self-training on the pixels the discriminator trusts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from monai.engines.utils import IterationEvents
+from monai.utils import StrEnum, look_up_option
 from torch import nn
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
@@ -26,7 +28,43 @@ from ..losses import CrossEntropyLoss, class_probabilities, cross_entropy_map, t
 from .objectives import Critic, CriticObjective, ObjectiveOutput
 from .trainer import SegmenterCriticTrainer, frozen
 
-__all__ = ["SemiSupervisedAdversarialObjective", "SemiSupervisedAdversarialTrainer", "correctness_target"]
+__all__ = [
+    "DiscriminatorTarget",
+    "SemiSupervisedAdversarialObjective",
+    "SemiSupervisedAdversarialTrainer",
+    "SemiSupervisedSchedule",
+    "correctness_target",
+]
+
+
+class DiscriminatorTarget(StrEnum):
+    r"""What the discriminator of :class:`SemiSupervisedAdversarialObjective` learns on a labelled batch.
+
+    - ``"correctness"``: per pixel, whether the segmenter's hard prediction is right,
+      :math:`\mathrm{BCE}(D(x, \mathrm{sg}(s(x))), [\arg\max s(x) = y])` (the report's stated purpose
+      of its discriminator: "if the segmented pixel ... [is] correct or not").
+    - ``"real_fake"``: the classic discriminator of Hung et al. (and the report's description of its
+      training: ground truth "in class", predictions "out class"),
+      :math:`\tfrac12[\mathrm{BCE}(D(x, \mathrm{onehot}(y)), 1) + \mathrm{BCE}(D(x, \mathrm{sg}(s(x))), 0)]`.
+    """
+
+    CORRECTNESS = "correctness"
+    REAL_FAKE = "real_fake"
+
+
+class SemiSupervisedSchedule(StrEnum):
+    """How labelled and unlabelled batches alternate in :class:`SemiSupervisedAdversarialTrainer`.
+
+    - ``"interleaved"``: every iteration, one labelled batch (discriminator and generator steps), then
+      ``unlabeled_batches`` unlabelled batches (generator steps through the frozen discriminator):
+      Hung et al.'s schedule.
+    - ``"two_stage"``: the report's: a labelled stage of ``labeled_stage_epochs`` epochs (labelled
+      batches only, both networks trained), then an unlabelled stage (unlabelled batches only, the
+      generator trained through the discriminator, which is no longer trained).
+    """
+
+    INTERLEAVED = "interleaved"
+    TWO_STAGE = "two_stage"
 
 
 def _hard_prediction(logits: torch.Tensor) -> torch.Tensor:
@@ -77,6 +115,16 @@ class SemiSupervisedAdversarialObjective(CriticObjective):
     objective of :class:`SemiSupervisedAdversarialTrainer` (on labelled batches alone, of
     :class:`~monai_gamble.engines.SegmenterCriticTrainer`).
 
+    **The default and its variants.** The default is Hung et al.'s schedule (labelled and unlabelled
+    batches interleaved in every iteration, ``schedule="interleaved"``) with a per-pixel
+    *correctness* target for the discriminator (``discriminator_target="correctness"``). It departs
+    from the report in two ways, each available as an option: the report describes the
+    discriminator's training as real/fake (ground truth against predictions; Hung et al.'s too:
+    ``discriminator_target="real_fake"``), and it trains in two stages, all labelled images first
+    and then the unlabelled ones with the discriminator no longer trained
+    (``schedule="two_stage"`` with ``labeled_stage_epochs``). Self-training (``lambda_semi``) is
+    Hung et al.'s addition, not the report's.
+
     The discriminator :math:`D` sees the image concatenated with the segmenter's *softmax*
     :math:`s(x)` (never its argmax: the generator gets gradient through :math:`D`'s input) and gives
     one logit per pixel (logits at a lower resolution, as a PatchGAN's, are upsampled bilinearly).
@@ -86,6 +134,9 @@ class SemiSupervisedAdversarialObjective(CriticObjective):
     .. math::
         L_D = \\mathrm{BCE}(D(x, \\mathrm{sg}(s(x))), t), \\qquad
         L_G = L_{sup}(s(x), y) + \\lambda_1\\, \\mathrm{BCE}(D(x, s(x)), 1)
+
+    (with ``"real_fake"``: :math:`L_D = \\tfrac12[\\mathrm{BCE}(D(x, \\mathrm{onehot}(y)), 1) +
+    \\mathrm{BCE}(D(x, \\mathrm{sg}(s(x))), 0)]`, as Hung et al.'s code, and the same :math:`L_G`)
 
     on labelled batches, and, on unlabelled batches :math:`x_u` with :math:`D` frozen
     (:meth:`unlabeled_loss`),
@@ -99,21 +150,28 @@ class SemiSupervisedAdversarialObjective(CriticObjective):
     prediction is correct with probability above :math:`T`; mask and pseudo-labels carry no
     gradient), active when ``lambda_semi > 0`` and the trainer says so. Pixels of ``ignore_index``
     count in neither BCE. The map exposed for figures is :math:`\\sigma(D(x, s(x)))`, the
-    probability that the prediction is correct (``"correctness_map"``).
+    probability that the prediction is correct (``"correctness_map"``), or with ``"real_fake"`` that it
+    is ground truth (Hung et al.'s confidence map, ``"confidence_map"``); :attr:`map_name` says which.
 
     Args:
         lambda_adv: :math:`\\lambda_1`, the adversarial weight on labelled batches (Hung et al.: 0.01).
         lambda_unlabeled: :math:`\\lambda_2`, the adversarial weight on unlabelled batches (0.001).
         lambda_semi: :math:`\\lambda_{semi}`, the self-training weight (Hung et al.: 0.1; 0 disables it).
-        semi_threshold: :math:`T` in (0, 1) (Hung et al.: 0.2 for their real/fake discriminator; a
-            correctness discriminator's output is a probability of being right, so higher values
-            such as 0.9 keep only trusted pixels).
+        semi_threshold: :math:`T` in (0, 1). Default 0.9: a correctness discriminator's output is a
+            probability of being right, so only pixels it trusts pass. Hung et al.'s 0.2 is for their
+            real/fake discriminator, whose output on a prediction rarely approaches 1 (use it with
+            ``discriminator_target="real_fake"``).
         loss: the supervised loss ``loss(logits, label) -> scalar``, e.g.
             :func:`monai_gamble.losses.tilted_loss` for TCE; default the (class-weighted) cross-entropy.
         weight: class weights of the default cross-entropy (only without ``loss``).
         ignore_index: label value of pixels that count nowhere.
         concatenate: call the discriminator on ``cat([image, softmax])`` (True: :class:`FCDiscriminator`,
             MONAI's ``PatchDiscriminator``) or as ``critic(image, softmax)`` (False).
+        discriminator_target: ``"correctness"`` (default) or ``"real_fake"`` (:class:`DiscriminatorTarget`).
+        schedule: ``"interleaved"`` (default) or ``"two_stage"`` (:class:`SemiSupervisedSchedule`; run by
+            :class:`SemiSupervisedAdversarialTrainer`).
+        labeled_stage_epochs: the epochs of the labelled stage of ``"two_stage"`` (at least 1; None with
+            ``"interleaved"``).
 
     Shapes:
         ``image`` ``(B, K, *spatial)``, ``logits`` ``(B, C, *spatial)`` (C = 1: a sigmoid segmenter),
@@ -122,13 +180,16 @@ class SemiSupervisedAdversarialObjective(CriticObjective):
         the losses are scalars, the maps ``(B, 1, *spatial)``.
 
     Raises:
-        ValueError: for negative weights, a threshold outside (0, 1), or both ``loss`` and ``weight``;
-            in the losses, for labels that do not match the logits or a critic output with more
-            than one channel.
+        ValueError: for negative weights, a threshold outside (0, 1), both ``loss`` and ``weight``, an
+            unknown target or schedule, or ``labeled_stage_epochs`` missing (``"two_stage"``) or given
+            (``"interleaved"``); in the losses, for labels that do not match the logits or a critic
+            output with more than one channel.
 
     Example:
         >>> objective = SemiSupervisedAdversarialObjective(lambda_adv=0.01, lambda_unlabeled=0.001)
         >>> critic = FCDiscriminator(spatial_dims=2, in_channels=3 + 4)
+        >>> report = SemiSupervisedAdversarialObjective(  # the report's variant
+        ...     discriminator_target="real_fake", schedule="two_stage", labeled_stage_epochs=20)
     """
 
     critic_name = "discriminator"
@@ -141,11 +202,14 @@ class SemiSupervisedAdversarialObjective(CriticObjective):
         lambda_adv: float = 0.01,
         lambda_unlabeled: float = 0.001,
         lambda_semi: float = 0.0,
-        semi_threshold: float = 0.2,
+        semi_threshold: float = 0.9,
         loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None,
         weight: Any = None,
         ignore_index: int | None = None,
         concatenate: bool = True,
+        discriminator_target: DiscriminatorTarget | str = DiscriminatorTarget.CORRECTNESS,
+        schedule: SemiSupervisedSchedule | str = SemiSupervisedSchedule.INTERLEAVED,
+        labeled_stage_epochs: int | None = None,
     ) -> None:
         for name, value in (
             ("lambda_adv", lambda_adv),
@@ -165,6 +229,21 @@ class SemiSupervisedAdversarialObjective(CriticObjective):
         self.loss = CrossEntropyLoss(weight=weight, ignore_index=ignore_index) if loss is None else loss
         self.ignore_index = ignore_index
         self.concatenate = bool(concatenate)
+        self.discriminator_target = look_up_option(discriminator_target, DiscriminatorTarget)
+        self.schedule = look_up_option(schedule, SemiSupervisedSchedule)
+        if self.schedule == SemiSupervisedSchedule.TWO_STAGE:
+            if labeled_stage_epochs is None or int(labeled_stage_epochs) < 1:
+                raise ValueError(
+                    "schedule='two_stage' needs labeled_stage_epochs >= 1 (the epochs of the labelled stage), "
+                    f"got {labeled_stage_epochs}."
+                )
+        elif labeled_stage_epochs is not None:
+            raise ValueError("labeled_stage_epochs is only used with schedule='two_stage'.")
+        self.labeled_stage_epochs = None if labeled_stage_epochs is None else int(labeled_stage_epochs)
+        #: the key of the discriminator's map in the engine's output
+        self.map_name = (
+            "confidence_map" if self.discriminator_target == DiscriminatorTarget.REAL_FAKE else "correctness_map"
+        )
 
     def discriminator_logits(self, critic: Critic, image: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
         """The discriminator's per-pixel logits ``(B, 1, *spatial)`` of (image, soft prediction).
@@ -189,12 +268,24 @@ class SemiSupervisedAdversarialObjective(CriticObjective):
         return out
 
     def critic_loss(self, critic: Critic, image: torch.Tensor, logits: torch.Tensor, label: Any) -> ObjectiveOutput:
-        """:math:`L_D`: BCE of the discriminator's logits against the correctness target (``logits`` detached)."""
+        """:math:`L_D` (``logits`` detached): BCE of the discriminator's logits against the correctness
+        target, or (``"real_fake"``) the mean of the BCE of the ground truth against 1 and of the
+        prediction against 0. The terms hold ``correct_fraction`` (both) and ``d_real``, ``d_fake``
+        (``"real_fake"``)."""
         target, valid = correctness_target(logits, label, self.ignore_index)
         d = self.discriminator_logits(critic, image, class_probabilities(logits))
-        loss = _masked_bce(d, target, valid)
         correct = (target.sum() / valid.sum().clamp_min(1)).detach()
-        return ObjectiveOutput(loss, {self.map_name: torch.sigmoid(d).detach()}, {"correct_fraction": correct})
+        if self.discriminator_target == DiscriminatorTarget.CORRECTNESS:
+            loss = _masked_bce(d, target, valid)
+            return ObjectiveOutput(loss, {self.map_name: torch.sigmoid(d).detach()}, {"correct_fraction": correct})
+        real, _ = target_probabilities(label, logits, self.ignore_index)
+        d_real = _masked_bce(self.discriminator_logits(critic, image, real), torch.ones_like(d), valid)
+        d_fake = _masked_bce(d, torch.zeros_like(d), valid)
+        return ObjectiveOutput(
+            0.5 * (d_real + d_fake),
+            {self.map_name: torch.sigmoid(d).detach()},
+            {"correct_fraction": correct, "d_real": d_real.detach(), "d_fake": d_fake.detach()},
+        )
 
     def segmenter_loss(
         self, critic: Critic, image: torch.Tensor, logits: torch.Tensor, label: Any, adversarial: bool = True
@@ -249,7 +340,7 @@ class SemiSupervisedAdversarialObjective(CriticObjective):
         )
 
     def critic_map(self, critic: Critic, image: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """The correctness map :math:`\\sigma(D(x, s(x)))` ``(B, 1, *spatial)``."""
+        """The correctness (or, ``"real_fake"``, confidence) map :math:`\\sigma(D(x, s(x)))` ``(B, 1, *spatial)``."""
         return torch.sigmoid(self.discriminator_logits(critic, image, class_probabilities(logits)))
 
 
@@ -282,6 +373,12 @@ class SemiSupervisedAdversarialTrainer(SegmenterCriticTrainer):
     - ``engine.state.output`` holds, besides the keys of the two-network engine,
       ``unlabeled_loss`` and the objective's unlabelled terms (``unlabeled_adv``,
       ``self_training``, ``pseudo_label_fraction``), averaged over the unlabelled batches.
+    - With the objective's ``schedule="two_stage"`` (the report's schedule) the first
+      ``objective.labeled_stage_epochs`` epochs are the **labelled stage**: the supervised phase
+      alone, no unlabelled batch. The later epochs are the **unlabelled stage**: every iteration
+      runs the unsupervised phase (generator steps, the discriminator frozen and never stepped);
+      the labelled batch of the iteration updates neither network, its losses are computed without
+      gradient for the logs (``loss``, ``critic_loss``).
 
     Args:
         device: the device of the networks and batches.
@@ -305,7 +402,9 @@ class SemiSupervisedAdversarialTrainer(SegmenterCriticTrainer):
     Raises:
         TypeError: if the objective has no ``unlabeled_loss``.
         ValueError: for a negative ``unlabeled_batches`` or ``self_training_start_iteration``, a
-            missing or empty unlabelled loader, or ``fused=True`` (the correctness objective cannot fuse).
+            missing or empty unlabelled loader, ``fused=True`` (the correctness objective cannot fuse),
+            or a two-stage schedule whose unlabelled stage would not run (no unlabelled batches, or
+            ``labeled_stage_epochs >= max_epochs``).
 
     Example:
         >>> trainer = SemiSupervisedAdversarialTrainer(
@@ -347,6 +446,14 @@ class SemiSupervisedAdversarialTrainer(SegmenterCriticTrainer):
                 raise ValueError(
                     "the unlabelled data loader is empty: the dataset has no unlabelled tiles (add some, lower the "
                     "labelled fraction, or set unlabeled_batches=0 for supervised adversarial training)."
+                )
+        if getattr(objective, "schedule", SemiSupervisedSchedule.INTERLEAVED) == SemiSupervisedSchedule.TWO_STAGE:
+            stage_epochs = int(objective.labeled_stage_epochs)  # type: ignore[attr-defined]
+            if int(unlabeled_batches) == 0 or stage_epochs >= int(max_epochs):
+                raise ValueError(
+                    f"the two-stage schedule's unlabelled stage would not run ({unlabeled_batches} unlabelled batches, "
+                    f"labelled stage of {stage_epochs} of {max_epochs} epochs): give unlabeled_batches >= 1 and "
+                    "labeled_stage_epochs < max_epochs."
                 )
         super().__init__(
             device=device,
@@ -397,10 +504,30 @@ class SemiSupervisedAdversarialTrainer(SegmenterCriticTrainer):
         except StopIteration:
             raise ValueError("the unlabelled data loader gave no batch: it is empty.") from None
 
+    def stage(self, iteration: int) -> SemiSupervisedSchedule | str:
+        """The stage of a (1-based, global) iteration: ``"interleaved"`` (both phases every iteration), or,
+        with the objective's two-stage schedule, ``"labeled"`` or ``"unlabeled"``."""
+        objective: Any = self.objective
+        if getattr(objective, "schedule", SemiSupervisedSchedule.INTERLEAVED) != SemiSupervisedSchedule.TWO_STAGE:
+            return SemiSupervisedSchedule.INTERLEAVED
+        length = self.state.epoch_length
+        epoch = (iteration - 1) // length + 1 if length else self.state.epoch
+        return "labeled" if epoch <= objective.labeled_stage_epochs else "unlabeled"
+
+    def schedule(self, iteration: int) -> tuple[bool, bool]:
+        """Which networks ``(segmenter, critic)`` the supervised phase updates: as the two-network
+        engine, and neither in the unlabelled stage of a two-stage schedule."""
+        if self.stage(iteration) == "unlabeled":
+            return False, False
+        return super().schedule(iteration)
+
     def _unlabeled_plan(self, engine: SemiSupervisedAdversarialTrainer) -> tuple[bool, bool, bool]:
         """For the current iteration: ``(update_segmenter, adversarial, self_training)`` of the unsupervised phase."""
         iteration = engine.state.iteration
-        update_seg, _ = engine.schedule(iteration)
+        stage = engine.stage(iteration)
+        if stage == "labeled":
+            return False, False, False
+        update_seg = stage == "unlabeled" or engine.schedule(iteration)[0]
         objective: Any = engine.objective
         adversarial = engine.state.epoch > engine.ce_only_epochs and getattr(objective, "lambda_unlabeled", 1.0) > 0
         self_training = objective.lambda_semi > 0 and iteration >= engine.self_training_start_iteration
@@ -454,7 +581,11 @@ class SemiSupervisedAdversarialTrainer(SegmenterCriticTrainer):
         """The supervised phase on the labelled batch, then the unsupervised phase; returns ``engine.state.output``."""
         update_seg, adversarial, self_training = engine._unlabeled_plan(engine)
         unsupervised = engine.unlabeled_batches > 0 and (adversarial or self_training)
-        engine._segmenter_passes_left = engine.unlabeled_batches if update_seg and unsupervised else 0
+        # segmenter backward passes of this iteration after the first (the last one may end the epoch)
+        passes = int(engine.schedule(engine.state.iteration)[0]) + (
+            engine.unlabeled_batches if update_seg and unsupervised else 0
+        )
+        engine._segmenter_passes_left = max(passes - 1, 0)
         engine._hold_model_completed = True
         try:
             super()._iteration(engine, batchdata)

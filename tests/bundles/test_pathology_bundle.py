@@ -90,6 +90,24 @@ def test_check_properties_net_in_out_and_every_training_config(tmp_path, monkeyp
             engine.run()
             assert np.isfinite(engine.state.metrics["train_critic_loss"])
     assert wf.parser.get_parsed_content("num_classes") == 4
+    objective = wf.parser.get_parsed_content("objective")  # the default: Hung's schedule, a correctness target
+    assert (objective.discriminator_target, objective.schedule, objective.semi_threshold) == (
+        "correctness",
+        "interleaved",
+        0.9,
+    )
+    # the report's variants, options of the same objective: a labelled epoch, then an unlabelled one
+    wf = workflow(
+        ["train.json"], **TINY, discriminator_target="real_fake", semi_threshold=0.2, semi_schedule="two_stage",
+        labeled_stage_epochs=1, max_epochs=2, epoch_length=1,
+    )  # fmt: skip
+    assert wf.check_properties() == []
+    engine = wf.parser.get_parsed_content("train#trainer")
+    assert engine.objective.map_name == "confidence_map"
+    assert wf.parser.get_parsed_content("figure_map_keys") == ["prob", "confidence_map"]
+    engine.run()
+    assert [engine.stage(i) for i in (1, 2)] == ["labeled", "unlabeled"]
+    assert np.isfinite(engine.state.metrics["train_critic_loss"]) and engine.state.output[0]["unlabeled_adv"] > 0
     # stochastic TCE: the class-conditional batch sampler feeds the labelled loader, the handler updates it
     for files, key in (((), "supervised"), (("train_supervised.json",), "loss")):
         wf = workflow(["train.json", *files], **TINY, loss_name="stochastic_tce", tce_gamma=0.5, max_epochs=1,

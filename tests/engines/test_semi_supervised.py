@@ -10,9 +10,11 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from monai_gamble.engines import (
+    DiscriminatorTarget,
     GamblingObjective,
     SemiSupervisedAdversarialObjective,
     SemiSupervisedAdversarialTrainer,
+    SemiSupervisedSchedule,
     correctness_target,
     frozen,
 )
@@ -190,6 +192,47 @@ def test_self_training_uses_argmax_pseudo_labels_where_the_critic_is_confident(t
     assert critic.scale.grad is None  # the mask carries no gradient into the critic
 
 
+def test_defaults():
+    obj = SemiSupervisedAdversarialObjective()
+    assert obj.semi_threshold == 0.9  # a correctness discriminator's "right with probability > 0.9"
+    assert obj.discriminator_target == DiscriminatorTarget.CORRECTNESS and obj.map_name == "correctness_map"
+    assert obj.schedule == SemiSupervisedSchedule.INTERLEAVED and obj.labeled_stage_epochs is None
+
+
+def test_real_fake_critic_loss_is_hungs_and_trains_only_the_critic():
+    torch.manual_seed(0)
+    image, logits = torch.rand(2, 3, S, S), torch.randn(2, C, S, S, requires_grad=True)
+    label = torch.randint(0, C, (2, 1, S, S))
+    label[0, 0, :4] = 255  # ignored pixels count in neither BCE
+    _, critic = _nets()
+    obj = SemiSupervisedAdversarialObjective(discriminator_target="real_fake", semi_threshold=0.2, ignore_index=255)
+    assert obj.map_name == "confidence_map"
+    out = obj.critic_loss(critic, image, logits.detach(), label)
+    valid = (label != 255).float()
+    onehot = F.one_hot(label[:, 0].clamp_max(C - 1), C).permute(0, 3, 1, 2).float() * valid
+    d_real = critic(torch.cat([image, onehot], 1))
+    d_fake = critic(torch.cat([image, torch.softmax(logits.detach(), 1)], 1))
+
+    def masked(d, t):
+        return (
+            F.binary_cross_entropy_with_logits(d, torch.full_like(d, t), reduction="none") * valid
+        ).sum() / valid.sum()
+
+    torch.testing.assert_close(out.terms["d_real"], masked(d_real, 1.0))
+    torch.testing.assert_close(out.terms["d_fake"], masked(d_fake, 0.0))
+    torch.testing.assert_close(out.loss, 0.5 * (masked(d_real, 1.0) + masked(d_fake, 0.0)))
+    torch.testing.assert_close(out.maps["confidence_map"], torch.sigmoid(d_fake))
+    assert 0 < out.terms["correct_fraction"] < 1
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in critic.parameters())
+    assert logits.grad is None
+    # the segmenter's and unlabelled losses are the same as with the correctness target
+    corr = SemiSupervisedAdversarialObjective(ignore_index=255)
+    a = obj.segmenter_loss(frozen(critic), image, logits, label).loss
+    b = corr.segmenter_loss(frozen(critic), image, logits, label).loss
+    torch.testing.assert_close(a, b)
+
+
 def test_objective_bad_options():
     with pytest.raises(ValueError, match="lambda_adv must be a non-negative"):
         SemiSupervisedAdversarialObjective(lambda_adv=-1)
@@ -199,6 +242,14 @@ def test_objective_bad_options():
         SemiSupervisedAdversarialObjective(semi_threshold=1.0)
     with pytest.raises(ValueError, match="either a supervised loss or class weights"):
         SemiSupervisedAdversarialObjective(loss=nn.CrossEntropyLoss(), weight=[1, 2, 3, 4])
+    with pytest.raises(ValueError, match="Unsupported option 'fake'"):
+        SemiSupervisedAdversarialObjective(discriminator_target="fake")
+    with pytest.raises(ValueError, match="Unsupported option 'staged'"):
+        SemiSupervisedAdversarialObjective(schedule="staged")
+    with pytest.raises(ValueError, match="needs labeled_stage_epochs >= 1"):
+        SemiSupervisedAdversarialObjective(schedule="two_stage")
+    with pytest.raises(ValueError, match="only used with schedule='two_stage'"):
+        SemiSupervisedAdversarialObjective(labeled_stage_epochs=3)
     obj = SemiSupervisedAdversarialObjective()
     two_channels = MapCritic(torch.zeros(1, 2, S, S), coupling=0.0)
     with pytest.raises(ValueError, match="one channel of logits"):
@@ -352,6 +403,46 @@ def test_accumulation_sums_both_phases_into_one_step():
     spy = StepSpy(trainer)
     trainer.run()
     assert [r["opt"] for r in spy.records].count("segmenter") == 2  # one per iteration, not two
+
+
+def test_two_stage_schedule():
+    """The report's schedule: 2 epochs on labelled batches only (critic and segmenter steps), then
+    2 epochs on unlabelled batches only (segmenter steps through the frozen critic, never stepped)."""
+    obj = SemiSupervisedAdversarialObjective(
+        lambda_adv=0.1, lambda_unlabeled=0.1, schedule="two_stage", labeled_stage_epochs=2
+    )
+    trainer = _trainer(labelled=4, unlabelled=4, epochs=4, objective=obj, unlabeled_batches=2)
+    spy = StepSpy(trainer)
+    drawn = []
+    orig = trainer.next_unlabeled_batch
+    trainer.next_unlabeled_batch = lambda: drawn.append(trainer.state.iteration) or orig()
+    stages = []
+    trainer.add_event_handler(IterationEvents.MODEL_COMPLETED, lambda e: stages.append(e.stage(e.state.iteration)))
+    trainer.run()
+    assert stages == ["labeled"] * 4 + ["unlabeled"] * 4  # 2 iterations per epoch
+    by_it = {it: [r["opt"] for r in spy.records if r["it"] == it] for it in range(1, 9)}
+    assert all(by_it[it] == ["critic", "segmenter"] for it in range(1, 5))
+    assert all(by_it[it] == ["segmenter", "segmenter"] for it in range(5, 9))  # 2 unlabelled batches each
+    assert drawn == [5, 5, 6, 6, 7, 7, 8, 8]  # no unlabelled batch in the labelled stage
+    # the critic is not trained in the unlabelled stage: its weights stay as after its last step
+    last_critic = [r for r in spy.records if r["opt"] == "critic"][-1]["weights"]["critic"]
+    assert all(torch.equal(a, b.detach()) for a, b in zip(last_critic, trainer.critic.parameters()))
+    out = trainer.state.output
+    assert out["unlabeled_adv"] > 0 and {"loss", "critic_loss", "correct_fraction"} <= set(out)
+    # with accumulation over the two unlabelled batches: one segmenter step per unlabelled-stage iteration
+    obj2 = SemiSupervisedAdversarialObjective(lambda_unlabeled=0.1, schedule="two_stage", labeled_stage_epochs=1)
+    trainer = _trainer(labelled=4, unlabelled=4, epochs=2, objective=obj2, unlabeled_batches=2, accumulation_steps=2)
+    spy = StepSpy(trainer)
+    trainer.run()
+    assert [r["opt"] for r in spy.records if r["it"] > 2] == ["segmenter", "segmenter"]
+
+
+def test_two_stage_bad_inputs():
+    obj = SemiSupervisedAdversarialObjective(schedule="two_stage", labeled_stage_epochs=2)
+    with pytest.raises(ValueError, match="unlabelled stage would not run"):
+        _trainer(epochs=2, objective=obj)
+    with pytest.raises(ValueError, match="unlabelled stage would not run"):
+        _trainer(epochs=3, objective=obj, unlabelled=None, unlabeled_batches=0)
 
 
 def test_trainer_bad_inputs():
