@@ -51,7 +51,6 @@ from monai.metrics.utils import (
     create_ignore_mask,
     do_metric_reduction,
     get_surface_distance,
-    ignore_background,
     prepare_spacing,
 )
 from monai.utils import MetricReduction, StrEnum, convert_to_tensor, look_up_option
@@ -301,9 +300,7 @@ def _check_tolerance(tolerance: float | None) -> float | None:
 def _distances_of_batch(
     y_pred: Any, y: Any, spacing: Spacing, include_background: bool, distance_metric: DistanceMetric
 ) -> BoundaryDistances:
-    y_pred_b, y_b = check_binary_pair(y_pred, y)
-    if not include_background:
-        y_pred_b, y_b = ignore_background(y_pred_b, y_b)
+    y_pred_b, y_b = check_binary_pair(y_pred, y, include_background)
     b_size, c_size = y_b.shape[:2]
     spacing_list = list(prepare_spacing(spacing=spacing, batch_size=b_size, img_dim=y_b.ndim - 2))
     ep, eg = empty_masks(y_pred_b).cpu(), empty_masks(y_b).cpu()

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.metrics.utils import ignore_background
 from monai.utils import convert_to_tensor
 
 __all__ = ["check_binary_pair", "check_probabilities", "empty_masks", "tolerance_from_diagonal"]
@@ -22,8 +23,15 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
     return t
 
 
-def check_binary_pair(y_pred: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check a pair of binarised one-hot segmentations ``(B, C, *spatial)`` and return them as tensors.
+def check_binary_pair(y_pred: Any, y: Any, include_background: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a pair of binarised one-hot segmentations ``(B, C, *spatial)`` and return them as boolean tensors.
+
+    Args:
+        y_pred: the prediction (tensor, array, or list of channel-first items).
+        y: the reference, of the same shape.
+        include_background: False drops the first channel when there are several (MONAI's
+            ``ignore_background``), after the shape checks and before the value checks, which then cover
+            only the channels kept.
 
     Raises:
         ValueError: for different shapes, fewer than two or more than three spatial dimensions,
@@ -36,15 +44,23 @@ def check_binary_pair(y_pred: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         )
     if y.ndim not in (4, 5):
         raise ValueError(f"expected (B, C, H, W) or (B, C, H, W, D) tensors, got shape {tuple(y.shape)}.")
+    if not include_background:
+        y_pred, y = ignore_background(y_pred, y)
+    out = []
     for name, t in (("y_pred", y_pred), ("y", y)):
-        if t.is_floating_point() and torch.isnan(t).any():
-            raise ValueError(f"{name} contains NaN.")
-        if t.dtype != torch.bool and not ((t == 0) | (t == 1)).all():
+        if t.dtype == torch.bool:
+            out.append(t)
+            continue
+        b = t.bool()
+        if not torch.equal(b.to(t.dtype), t):  # one comparison; NaN, like any value but 0 and 1, fails it
+            if t.is_floating_point() and torch.isnan(t).any():
+                raise ValueError(f"{name} contains NaN.")
             raise ValueError(
                 f"{name} must be binarised one-hot (values 0 and 1); apply "
                 "monai.transforms.AsDiscrete(argmax=True, to_onehot=C) (or threshold=0.5) first."
             )
-    return y_pred.bool(), y.bool()
+        out.append(b)
+    return out[0], out[1]
 
 
 def check_probabilities(probabilities: Any, atol: float = 1e-3) -> torch.Tensor:

@@ -224,6 +224,14 @@ class TestBadInputs:
         with pytest.raises(ValueError, match="NaN"):
             fn(bad, A)
 
+    def test_only_the_scored_channels_are_checked(self):
+        soft_background = torch.cat([0.5 * torch.ones_like(A), A], dim=1)  # the background is not scored
+        assert compute_bf_score(soft_background, onehot(B), 1.0, include_background=False).item() == 0.5
+        with pytest.raises(ValueError, match="binarised"):
+            compute_bf_score(soft_background, onehot(B), 1.0, include_background=True)
+        with pytest.raises(ValueError, match="same shape"):  # shapes are checked before dropping the background
+            compute_bf_score(onehot(A), torch.cat([onehot(A), A], dim=1), include_background=False)
+
     def test_wrong_dims(self):
         with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
             compute_bf_score(A[0], A[0])
