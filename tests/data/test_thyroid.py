@@ -16,7 +16,6 @@ from monai_gamble.data import (
     make_thyroid_ultrasound,
     read_csv_rows,
     split_datalist,
-    thyroid_ultrasound_sample,
     tnscui_datalist,
 )
 
@@ -24,85 +23,6 @@ from monai_gamble.data import (
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     return make_thyroid_ultrasound(tmp_path_factory.mktemp("tn") / "ds", num_images=24, seed=3, label_noise=0.05)
-
-
-class TestGenerator:
-    def test_layout_sizes_values(self, synthetic):
-        images = sorted((synthetic / "image").glob("*.PNG"))
-        assert len(images) == 24
-        rows = read_csv_rows(synthetic / "train.csv")
-        assert [r["ID"] for r in rows] == [str(i) for i in range(1, 25)]
-        assert {r["category"] for r in rows} <= {"0", "1"}
-        sizes = set()
-        for p in images:
-            im, m = Image.open(p), Image.open(synthetic / "mask" / p.name)
-            assert im.mode == "L" and m.mode == "L" and im.size == m.size
-            assert 300 <= im.size[0] <= 560 and 300 <= im.size[1] <= 560
-            sizes.add(im.size)
-            mask = np.asarray(m)
-            assert set(np.unique(mask)) <= {0, 255} and mask.any()
-        assert len(sizes) > 10  # varied sizes
-
-    def test_nodule_is_hypoechoic_on_average(self, synthetic):
-        ratios = []
-        for p in sorted((synthetic / "image").glob("*.PNG")):
-            im = np.asarray(Image.open(p), dtype=float)
-            m = np.asarray(Image.open(synthetic / "mask" / p.name)) > 0
-            window = im > 0
-            ratios.append(im[m].mean() / im[window & ~m].mean())
-        assert np.median(ratios) < 0.8
-
-    def test_same_seed_same_bytes_other_seed_other_bytes(self, tmp_path, synthetic, digest):
-        again = make_thyroid_ultrasound(tmp_path / "again", num_images=24, seed=3, label_noise=0.05)
-        assert digest(again) == digest(synthetic)
-        other = make_thyroid_ultrasound(tmp_path / "other", num_images=24, seed=4, label_noise=0.05)
-        assert digest(other) != digest(synthetic)
-
-    def test_first_images_do_not_depend_on_num_images(self, tmp_path, synthetic):
-        small = make_thyroid_ultrasound(tmp_path / "small", num_images=3, seed=3, label_noise=0.05)
-        for name in ("1.PNG", "2.PNG", "3.PNG"):
-            assert (small / "image" / name).read_bytes() == (synthetic / "image" / name).read_bytes()
-
-    def test_label_noise_moves_the_boundary_not_the_image(self):
-        def draw(noise):
-            rng = np.random.default_rng([0, 7])
-            return thyroid_ultrasound_sample(rng, 320, 320, malignant=False, label_noise=noise)
-
-        (im0, m0), (im1, m1) = draw(0.0), draw(0.15)
-        assert np.array_equal(im0, im1)
-        a, b = m0 > 0, m1 > 0
-        dice = 2 * (a & b).sum() / (a.sum() + b.sum())
-        assert 0.7 < dice < 0.995
-
-    def test_reuse_and_conflicts(self, tmp_path, digest):
-        root = make_thyroid_ultrasound(tmp_path / "d", num_images=2, seed=0)
-        before = digest(root)
-        assert make_thyroid_ultrasound(root, num_images=2, seed=0) == root  # reused, untouched
-        assert digest(root) == before
-        with pytest.raises(FileExistsError, match="other parameters"):
-            make_thyroid_ultrasound(root, num_images=3, seed=0)
-        make_thyroid_ultrasound(root, num_images=3, seed=0, overwrite=True)
-        assert len(list((root / "image").iterdir())) == 3
-        foreign = tmp_path / "foreign"
-        foreign.mkdir()
-        with pytest.raises(FileExistsError, match="not written by this generator"):
-            make_thyroid_ultrasound(foreign, num_images=2)
-
-    @pytest.mark.parametrize(
-        "kwargs, match",
-        [
-            ({"num_images": 0}, "num_images"),
-            ({"size_range": (400, 300)}, "size_range"),
-            ({"size_range": (10, 20)}, "size_range"),
-            ({"label_noise": -0.1}, "label_noise"),
-            ({"label_noise": float("nan")}, "label_noise"),
-            ({"malignant_fraction": 1.5}, "malignant_fraction"),
-        ],
-    )
-    def test_bad_arguments(self, tmp_path, kwargs, match):
-        with pytest.raises(ValueError, match=match):
-            make_thyroid_ultrasound(tmp_path / "x", **{"num_images": 2, **kwargs})
-        assert not (tmp_path / "x").exists()
 
 
 class TestSplit:
