@@ -18,6 +18,7 @@ from ..metrics import (
     MMCLMetric,
 )
 
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
@@ -32,10 +33,12 @@ def shared_boundary_cache(engine: Engine) -> BoundaryDistanceCache:
     """The :class:`~monai_gamble.metrics.BoundaryDistanceCache` of ``engine``: one per engine, shared
     by every boundary handler attached to it without a ``cache`` of its own, so that the BF-score,
     Chamfer and Hausdorff handlers of an evaluator extract the boundaries and query the distances once
-    per batch (the cache is held weakly: it goes with the engine)."""
+    per batch (the cache is held weakly: it goes with the engine, and it is cleared at the end of
+    every epoch, so that it does not keep the last batch alive)."""
     cache = _ENGINE_CACHES.get(engine)
     if cache is None:
         cache = _ENGINE_CACHES[engine] = BoundaryDistanceCache()
+        engine.add_event_handler(Events.EPOCH_COMPLETED, lambda _: cache.clear())
     return cache
 
 

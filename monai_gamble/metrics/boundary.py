@@ -39,6 +39,8 @@ the mean (:class:`monai_gamble.handlers.MetricsReport` does).
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -189,6 +191,18 @@ class BoundaryDistances:
             spatial_shapes=tuple(s for p in parts for s in p.spatial_shapes),
             spacings=tuple(s for p in parts for s in p.spacings),
             device=parts[0].device,
+        )
+
+    def item(self, b: int) -> BoundaryDistances:
+        """The distances of batch item ``b`` alone (a batch of one)."""
+        return BoundaryDistances(
+            pred_to_gt=(self.pred_to_gt[b],),
+            gt_to_pred=(self.gt_to_pred[b],),
+            empty_pred=self.empty_pred[b : b + 1],
+            empty_gt=self.empty_gt[b : b + 1],
+            spatial_shapes=(self.spatial_shapes[b],),
+            spacings=(self.spacings[b],),
+            device=self.device,
         )
 
     def _reduce(
@@ -539,20 +553,15 @@ def compute_hausdorff_distance(
     return distances.hausdorff(percentile, directed)
 
 
-def _tensor_identity(x: Any) -> Any:
-    """A key that identifies a tensor's data and content version (None for other inputs: not cached)."""
-    if isinstance(x, torch.Tensor):
-        if x.is_inference():  # no version counter; immutable outside inference mode
-            if torch.is_inference_mode_enabled():
-                return None
-            version = -1
-        else:
-            version = x._version
-        return (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x.device, version)
-    if isinstance(x, (list, tuple)):
-        keys = tuple(_tensor_identity(i) for i in x)
-        return None if any(k is None for k in keys) else keys
-    return None
+def _tensor_identity(t: torch.Tensor) -> tuple | None:
+    """A key that identifies a tensor's data and content version (None: do not cache)."""
+    if t.is_inference():  # no version counter, and immutable outside inference mode
+        if torch.is_inference_mode_enabled():
+            return None
+        version = -1
+    else:
+        version = t._version
+    return (t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t.device, version)
 
 
 def _freeze(x: Any) -> Any:
@@ -568,19 +577,26 @@ def _freeze(x: Any) -> Any:
 
 
 class BoundaryDistanceCache:
-    """Remembers the boundary distances (:func:`compute_boundary_distances`) of the last batch,
-    so that several boundary metrics of one batch share one boundary extraction and one pair of
-    distance queries per (image, class).
+    """Remembers the boundary distances (:func:`compute_boundary_distances`) of the images it has
+    seen, one entry per image, so that several boundary metrics of the same batch share one boundary
+    extraction and one pair of distance queries per (image, class), however they are called: with
+    the batch tensor, with the decollated list, or one image at a time (as Ignite 0.5 feeds a
+    metric handler a decollated batch).
 
-    The key is the identity of the input tensors (data pointer, shape, strides, dtype, device and
-    PyTorch's in-place version counter, for a tensor or each item of a list) and the arguments.
-    The cache keeps a reference to the inputs of its entry, so their memory cannot be reused by
-    another tensor while the key refers to it; a tensor changed in place gets a new version and
-    misses. Inputs that are not tensors (NumPy arrays) are computed and not cached.
+    An image's key is the identity of its two tensors (data pointer, shape, strides, dtype, device and
+    PyTorch's in-place version counter) and the arguments (spacing, ``include_background``, distance
+    metric). An entry is valid only while the memory it was computed from is alive (a weak reference
+    to the tensors' storages, so the cache keeps no image alive and no other tensor can reuse that
+    memory under the same key); a tensor changed in place gets a new version and misses. Entries of
+    released images are dropped on the next call, at most ``max_items`` are kept (the oldest go first),
+    and :meth:`clear` drops all. Inputs that are not tensors (NumPy arrays) are computed and not cached.
+
+    Args:
+        max_items: the most images remembered.
 
     Attributes:
-        hits: calls answered from the cache.
-        misses: calls that computed the distances.
+        hits: images answered from the cache.
+        misses: images whose distances were computed.
 
     Example:
         >>> cache = BoundaryDistanceCache()
@@ -589,12 +605,39 @@ class BoundaryDistanceCache:
         >>> bf(pred, label); hd(pred, label)  # one boundary pass
     """
 
-    def __init__(self) -> None:
-        self._key: Any = None
-        self._inputs: Any = None
-        self._value: BoundaryDistances | None = None
+    def __init__(self, max_items: int = 256) -> None:
+        if int(max_items) < 1:
+            raise ValueError(f"max_items must be at least 1, got {max_items}.")
+        self.max_items = int(max_items)
+        self._entries: OrderedDict[Any, tuple[weakref.ref, weakref.ref, BoundaryDistances]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _lookup(self, key: Any) -> BoundaryDistances | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        ref_pred, ref_gt, value = entry
+        if ref_pred() is None or ref_gt() is None:
+            del self._entries[key]
+            return None
+        return value
+
+    def _store(self, key: Any, pred: torch.Tensor, gt: torch.Tensor, value: BoundaryDistances) -> None:
+        # the storages outlive every view and detached copy of them: while they live, no other tensor
+        # can hold data at the same address
+        self._entries[key] = (weakref.ref(pred.untyped_storage()), weakref.ref(gt.untyped_storage()), value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_items:
+            self._entries.popitem(last=False)
+
+    def _purge(self) -> None:
+        dead = [k for k, (rp, rg, _) in self._entries.items() if rp() is None or rg() is None]
+        for k in dead:
+            del self._entries[k]
 
     def __call__(
         self,
@@ -604,28 +647,48 @@ class BoundaryDistanceCache:
         include_background: bool = True,
         distance_metric: DistanceMetric | str = DistanceMetric.EUCLIDEAN,
     ) -> BoundaryDistances:
-        """:func:`compute_boundary_distances` of the arguments, from the cache when they are the last ones."""
-        ids = (_tensor_identity(y_pred), _tensor_identity(y))
-        key = None
-        if ids[0] is not None and ids[1] is not None:
-            key = (
-                ids,
-                _freeze(spacing),
-                bool(include_background),
-                str(look_up_option(distance_metric, DistanceMetric)),
+        """:func:`compute_boundary_distances` of the arguments; the images seen before come from the cache."""
+        metric = look_up_option(distance_metric, DistanceMetric)
+        tensors = all(isinstance(x, torch.Tensor) for x in (y_pred, y)) or all(
+            isinstance(x, (list, tuple)) and all(isinstance(i, torch.Tensor) for i in x) for x in (y_pred, y)
+        )
+        if not tensors:
+            self.misses += len(y_pred) if isinstance(y_pred, (list, tuple)) else int(np.shape(y_pred)[0])
+            return compute_boundary_distances(y_pred, y, spacing, include_background, metric)
+        items_pred, items_gt = _items(y_pred, "y_pred"), _items(y, "y")
+        if len(items_pred) != len(items_gt):
+            raise ValueError(f"y_pred has {len(items_pred)} items and y {len(items_gt)}.")
+        spacings = list(prepare_spacing(spacing=spacing, batch_size=len(items_gt), img_dim=items_gt[0].ndim - 1))
+        self._purge()
+        keys, found = [], []
+        for p, g, sp in zip(items_pred, items_gt, spacings, strict=True):
+            ids = (_tensor_identity(p), _tensor_identity(g))
+            key = None if None in ids else (ids, _freeze(sp), bool(include_background), str(metric))
+            keys.append(key)
+            found.append(None if key is None else self._lookup(key))
+        missing = [i for i, v in enumerate(found) if v is None]
+        self.hits += len(found) - len(missing)
+        self.misses += len(missing)
+        groups: dict[Any, list[int]] = {}
+        for i in missing:  # images of one spacing are computed together
+            groups.setdefault(_freeze(spacings[i]), []).append(i)
+        for indices in groups.values():
+            value = compute_boundary_distances(
+                [items_pred[i] for i in indices],
+                [items_gt[i] for i in indices],
+                spacings[indices[0]],
+                include_background,
+                metric,
             )
-        if key is not None and self._value is not None and key == self._key:
-            self.hits += 1
-            return self._value
-        value = compute_boundary_distances(y_pred, y, spacing, include_background, distance_metric)
-        self.misses += 1
-        if key is not None:
-            self._key, self._inputs, self._value = key, (y_pred, y), value
-        return value
+            for j, i in enumerate(indices):
+                found[i] = value.item(j)
+                if keys[i] is not None:
+                    self._store(keys[i], items_pred[i], items_gt[i], found[i])
+        return BoundaryDistances.concatenate(found)  # type: ignore[arg-type]
 
     def clear(self) -> None:
-        """Forget the entry (and release its inputs)."""
-        self._key = self._inputs = self._value = None
+        """Forget every entry."""
+        self._entries.clear()
 
 
 class _BoundaryDistanceMixin:

@@ -95,6 +95,10 @@ def test_boundary_handlers_of_one_engine_compute_once_per_batch(monkeypatch):
     cache = shared_boundary_cache(engine)
     assert (cache.misses, cache.hits) == (3, 9)
     assert all(m.metric_fn.cache is cache for k, m in metrics.items() if k != "mmcl")
+    # cleared at the end of the epoch: the last batch misses again (and is not kept alive)
+    last_pred, last_label = from_engine(["pred", "label"])(engine.state.output)
+    cache(last_pred, last_label, include_background=False)
+    assert cache.misses == 4
     # the per-image values equal the one-call metrics of each batch
     batches = make_batches()
     expected = [
@@ -105,6 +109,38 @@ def test_boundary_handlers_of_one_engine_compute_once_per_batch(monkeypatch):
         torch.testing.assert_close(engine.state.metric_details[name], torch.cat([e[key] for e in expected]))
     # another engine has its own cache
     assert shared_boundary_cache(Engine(lambda e, b: b)) is not cache
+
+
+def test_boundary_handlers_share_one_pass_per_image_in_batches_of_several():
+    """Ignite 0.5 feeds a handler a decollated batch one image at a time: the cache is per image."""
+    from monai.handlers import from_engine
+
+    from monai_gamble.handlers import shared_boundary_cache
+    from monai_gamble.metrics import compute_boundary_metrics
+
+    torch.manual_seed(0)
+    batches = []
+    for _ in range(2):  # two batches of three images
+        preds = [(torch.rand(1, 16, 16) > 0.5).float() for _ in range(3)]
+        labels = [(torch.rand(1, 16, 16) > 0.5).float() for _ in range(3)]
+        batches.append([{"pred": torch.cat([1 - p, p]), "label": torch.cat([1 - g, g])} for p, g in zip(preds, labels)])
+    engine = Engine(lambda e, batch: batch)
+    ot = from_engine(["pred", "label"])
+    handlers = {"bf": BoundaryFScore(output_transform=ot), "chamfer": ChamferDistance(output_transform=ot),
+                "hd": HausdorffDistance(output_transform=ot)}  # fmt: skip
+    for name, h in handlers.items():
+        h.attach(engine, name)
+    engine.run(batches, max_epochs=1)
+    cache = shared_boundary_cache(engine)
+    assert (cache.misses, cache.hits) == (6, 12)  # six images, each computed once and found twice
+    expected = compute_boundary_metrics(
+        torch.stack([i["pred"] for b in batches for i in b]),
+        torch.stack([i["label"] for b in batches for i in b]),
+        ("bf", "chamfer", "hausdorff"),
+        include_background=False,
+    )
+    for name, key in (("bf", "bf"), ("chamfer", "chamfer"), ("hd", "hausdorff")):
+        assert torch.equal(engine.state.metric_details[name], expected[key])
 
 
 def test_metrics_report_writes_csv_and_markdown(tmp_path, capsys):

@@ -509,31 +509,65 @@ class TestCache:
             HausdorffDistanceMetric(cache=cache),
             HausdorffDistanceMetric(percentile=95, cache=cache),
         ]
-        values = [m(list(y_pred), list(y)) for m in metrics]  # a decollated batch, as the handlers pass it
-        assert (cache.misses, cache.hits) == (1, 3)
+        values = [m(list(y_pred), list(y)) for m in metrics]  # a decollated batch
+        assert (cache.misses, cache.hits) == (3, 9)  # per image: computed once, then found three times
         out = compute_boundary_metrics(y_pred, y, ("bf", "chamfer", "hausdorff", "hausdorff95"), 1.5, None, False)
         for v, k in zip(values, out, strict=True):
             assert torch.equal(v, out[k]), k
+        # the batch tensor holds the same images: found again
+        assert torch.equal(metrics[1](y_pred, y), out["chamfer"]) and cache.misses == 3
         # another batch misses; the same tensors changed in place miss too
         y_pred2 = y_pred.clone()
         metrics[0](y_pred2, y)
-        y_pred2[0, 1] = 0
+        assert cache.misses == 6
+        y_pred2[0, 1] = 0  # the version counter of the tensor (and of its views) moves
         assert torch.equal(metrics[1](y_pred2, y), compute_chamfer_distance(y_pred2, y, include_background=False))
-        assert cache.misses == 3
+        assert cache.misses == 9
+
+    def test_one_image_at_a_time(self):
+        """As Ignite 0.5 feeds a metric handler a decollated batch: each image alone, as a batch of one
+        (a view of the engine's tensor), handler after handler."""
+        y_pred, y = random_masks((4, 2, 16, 16), 14, 2.0), random_masks((4, 2, 16, 16), 15, 2.0)
+        items_pred, items_y = list(y_pred), list(y)
+        cache = BoundaryDistanceCache()
+        metrics = [
+            BoundaryFScoreMetric(cache=cache),
+            ChamferDistanceMetric(cache=cache),
+            HausdorffDistanceMetric(cache=cache),
+        ]
+        for m in metrics:
+            for p, g in zip(items_pred, items_y, strict=True):
+                m(p.unsqueeze(0), g.unsqueeze(0))
+        assert (cache.misses, cache.hits) == (4, 8)
+        assert torch.equal(metrics[2].get_buffer(), compute_hausdorff_distance(y_pred, y, include_background=False))
 
     def test_arguments_are_part_of_the_key(self):
         cache = BoundaryDistanceCache()
         cache(A, B)
         cache(A, B, spacing=2.0)
         cache(A, B, include_background=False)
-        cache(A, B, spacing=2.0)
-        assert (cache.misses, cache.hits) == (4, 0)  # one entry: the last call
-        cache(A, B, spacing=2.0)
+        assert (cache.misses, cache.hits, len(cache)) == (3, 0, 3)
+        assert torch.equal(cache(A, B, spacing=2.0).chamfer(), compute_chamfer_distance(A, B, spacing=2.0))
         assert cache.hits == 1
         cache.clear()
+        assert len(cache) == 0
         cache(A.numpy(), B.numpy())
         cache(A.numpy(), B.numpy())  # NumPy arrays are not cached
-        assert cache.misses == 6
+        assert cache.misses == 5 and len(cache) == 0
+
+    def test_released_images_are_dropped_and_the_size_is_bounded(self):
+        cache = BoundaryDistanceCache(max_items=3)
+        for seed in range(5):
+            cache(random_masks((1, 1, 12, 12), seed, 2.0), random_masks((1, 1, 12, 12), seed + 10, 2.0))
+        assert len(cache) <= 1  # each pair was released before the next call
+        keep = [(random_masks((1, 1, 12, 12), s, 2.0), random_masks((1, 1, 12, 12), s + 10, 2.0)) for s in range(5)]
+        for p, g in keep:
+            cache(p, g)
+        assert len(cache) == 3  # the oldest went first
+        cache(*keep[-1])
+        assert cache.hits == 1
+        with pytest.raises(ValueError, match="max_items must be at least 1"):
+            BoundaryDistanceCache(max_items=0)
 
     def test_compute_boundary_distances_called_once(self, monkeypatch):
         calls = []
@@ -545,8 +579,8 @@ class TestCache:
 
         monkeypatch.setattr(boundary_module, "compute_boundary_distances", counting)
         cache = BoundaryDistanceCache()
-        p, g = list(onehot(A)[None]), list(onehot(B)[None])
+        p, g = list(torch.cat([onehot(A), onehot(B)])), list(torch.cat([onehot(B), onehot(B)]))
         BoundaryFScoreMetric(cache=cache)(p, g)
         ChamferDistanceMetric(cache=cache)(p, g)
         HausdorffDistanceMetric(cache=cache)(p, g)
-        assert len(calls) == 1
+        assert len(calls) == 1  # both images in one call
