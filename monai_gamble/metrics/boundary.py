@@ -17,7 +17,7 @@ the two *directed distance sets* :math:`d_{XY} = \{\min_{y \in Y} d(x, y)\}_{x \
 them once and reduces them five ways; :func:`compute_bf_score`, :func:`compute_chamfer_distance`,
 :func:`compute_hausdorff_distance` and the cumulative metric classes are views of the same
 computation, and metric classes that share a :class:`BoundaryDistanceCache` (the Ignite handlers
-of one engine do, by default) compute it once per batch.
+of one engine do, by default) compute it once per image.
 
 Empty masks have no boundary, and MONAI's own answers differ by case (``NaN`` when both are
 empty, ``inf`` when one is, and NaN-skipping averages then silently drop the first). Here every
@@ -407,7 +407,8 @@ def compute_boundary_metrics(
     95), ``"assd"`` the average symmetric surface distance (:class:`BoundaryMetric`); each value equals
     the separate function's exactly, with the empty-mask values of this module (both masks empty: 1 for
     BF, 0 for the distances; one empty: 0 for BF, ``inf`` for the distances). All five together cost
-    about what one MONAI ``compute_hausdorff_distance`` call does (``benchmarks/metrics.py``).
+    less than one MONAI ``compute_hausdorff_distance`` call (0.4x to 0.8x on CPU, 256x256 to 1024x1024
+    and 96x96x96 masks: ``benchmarks/metrics.py``).
 
     Args:
         y_pred: binarised one-hot prediction ``(B, C, H, W[, D])`` (or a list of channel-first items).
