@@ -14,6 +14,14 @@ from .datasets import (
     split_datalist,
     tnscui_datalist,
 )
+from .decathlon import (
+    SegmentationDataset,
+    SegmentationLayout,
+    decathlon_dataset,
+    image_mask_folder_dataset,
+    segmentation_dataset,
+)
+from .loaders import training_dataloader
 from .nerve import find_conflicting_duplicates, nerve_datalist, nerve_test_datalist
 from .pathology import MONUSAC_CLASSES, SARDER_GLOMERULI_CLASSES, PathologyLayout, pathology_datalist
 from .rle import RLEFormat, masks_to_rle_csv, rle_decode, rle_encode, rle_union
@@ -32,9 +40,25 @@ from .synthetic import make_thyroid_ultrasound, thyroid_ultrasound_sample
 from .synthetic_multiclass import MULTICLASS_BLOB_CLASSES, make_multiclass_blobs
 from .synthetic_nerve import make_nerve_ultrasound, nerve_ultrasound_sweep
 from .synthetic_pathology import PATHOLOGY_CLASSES, make_pathology_tiles, pathology_tile_sample
+from .synthetic_volumes import (
+    SYNTHETIC_VOLUME_CLASSES,
+    make_synthetic_volumes,
+    prepare_synthetic_volumes,
+    synthetic_volume_sample,
+)
 from .synthetic_xray import chest_xray_sample, make_chest_xrays
 
 __all__ = [
+    "SYNTHETIC_VOLUME_CLASSES",
+    "SegmentationDataset",
+    "SegmentationLayout",
+    "decathlon_dataset",
+    "image_mask_folder_dataset",
+    "make_synthetic_volumes",
+    "prepare_synthetic_volumes",
+    "segmentation_dataset",
+    "synthetic_volume_sample",
+    "training_dataloader",
     "DDTI_HALF_SCAN_OFFSET",
     "TNSCUIGrouping",
     "ddti_scan_group",
