@@ -9,11 +9,30 @@ from .erosion import (
     ErosionMaskSmoothingDict,
 )
 from .intensity import ToGrayscale, ToGrayscaleD, ToGrayscaled, ToGrayscaleDict
+from .labels import ToClassIndices, ToClassIndicesD, ToClassIndicesd, ToClassIndicesDict
+from .modality import (
+    IntensityScaling,
+    ScaleIntensityByModality,
+    ScaleIntensityByModalityD,
+    ScaleIntensityByModalityd,
+    ScaleIntensityByModalityDict,
+    intensity_scaling_for,
+)
 from .post import ClearSmallMask, ClearSmallMaskD, ClearSmallMaskd, ClearSmallMaskDict
 from .rle import RLEToMask, RLEToMaskD, RLEToMaskd, RLEToMaskDict
 from .stain import RandHEDStainJitter, RandHEDStainJitterD, RandHEDStainJitterd, RandHEDStainJitterDict
 
 __all__ = [
+    "IntensityScaling",
+    "ScaleIntensityByModality",
+    "ScaleIntensityByModalityD",
+    "ScaleIntensityByModalityDict",
+    "ScaleIntensityByModalityd",
+    "ToClassIndices",
+    "ToClassIndicesD",
+    "ToClassIndicesDict",
+    "ToClassIndicesd",
+    "intensity_scaling_for",
     "CLAHE",
     "CLAHED",
     "CLAHEDict",
