@@ -1,5 +1,21 @@
 """Ignite engines for two-network (segmenter + critic) training, in MONAI's style."""
 
+from .methods import (
+    MethodSpec,
+    SegmentationMethod,
+    checkpoint_dict,
+    critic_lr_scheduler,
+    critic_optimizer,
+    loss_metrics,
+    method_batch_sampler,
+    method_critic,
+    method_loss,
+    method_objective,
+    method_spec,
+    output_values,
+    segmentation_trainer,
+    to_device,
+)
 from .objectives import (
     AdversarialObjective,
     ConfidenceObjective,
@@ -18,6 +34,20 @@ from .semi_supervised import (
 from .trainer import Alternation, SegmenterCriticTrainer, frozen
 
 __all__ = [
+    "MethodSpec",
+    "SegmentationMethod",
+    "checkpoint_dict",
+    "critic_lr_scheduler",
+    "critic_optimizer",
+    "loss_metrics",
+    "method_batch_sampler",
+    "method_critic",
+    "method_loss",
+    "method_objective",
+    "method_spec",
+    "output_values",
+    "segmentation_trainer",
+    "to_device",
     "AdversarialObjective",
     "Alternation",
     "ConfidenceObjective",
