@@ -7,10 +7,24 @@ from .metrics import MMCL, BoundaryFScore, ChamferDistance, HausdorffDistance, s
 from .progress import ProgressBar
 from .progressive import ProgressiveResizing, ResizeStage
 from .report import MetricsReport, compare_reports, format_summary_table, summarize
+from .segmentation_metrics import (
+    SegmentationMetric,
+    SegmentationMetricHandler,
+    metric_display_names,
+    segmentation_metric_handlers,
+    spacing_from_affine,
+)
 from .stochastic_tce import StochasticTCEHandler
 from .swa import StochasticWeightAveraging
+from .volume_figures import VolumeFigureHandler
 
 __all__ = [
+    "SegmentationMetric",
+    "SegmentationMetricHandler",
+    "VolumeFigureHandler",
+    "metric_display_names",
+    "segmentation_metric_handlers",
+    "spacing_from_affine",
     "MMCL",
     "BoundaryFScore",
     "ChamferDistance",
