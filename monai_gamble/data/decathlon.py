@@ -168,7 +168,8 @@ class SegmentationDataset:
         self, max_size: int | Sequence[int] | None = None, divisor: int = 16, pixdim: Sequence[float] | None = None
     ) -> tuple[int, ...]:
         """A training patch size for this data: per axis, the median shape (resampled to ``pixdim``
-        when given) rounded up to a multiple of ``divisor``, at most ``max_size``.
+        when given) rounded to the nearest multiple of ``divisor`` (at least ``divisor``), at most
+        ``max_size``; the bundle pads smaller images to it.
 
         Args:
             max_size: the largest patch size per axis (one number or one per axis); default 96 in 3D,
@@ -182,7 +183,7 @@ class SegmentationDataset:
         shape = np.asarray(self.median_shape, dtype=float)
         if pixdim is not None:
             shape = shape * np.asarray(self.spacing, dtype=float) / np.asarray(pixdim, dtype=float)[: self.spatial_dims]
-        size = np.ceil(shape / divisor) * divisor
+        size = np.round(shape / divisor) * divisor
         limits = (limits // divisor) * divisor
         return tuple(int(v) for v in np.maximum(np.minimum(size, limits), divisor))
 

@@ -84,6 +84,12 @@ class TestDecathlon:
         assert ds.in_channels == 1
         assert ds.spacing == pytest.approx((3.0, 0.8, 0.7)) and ds.median_shape == (4, 8, 9)
 
+    def test_patch_size_from_the_median_shape(self, tmp_path):
+        ds = decathlon_dataset(write_decathlon(tmp_path / "d", shape=(44, 100, 30), modalities=("CT",)))
+        assert ds.patch_size() == (48, 96, 32)  # nearest multiples of 16, at most 96
+        assert ds.patch_size(max_size=64, pixdim=(1.6, 1.6, 6.0)) == (16, 48, 16)
+        assert ds.patch_size(max_size=(32, 32, 32), divisor=8) == (32, 32, 32)
+
     def test_headers_only(self, tmp_path):
         ds = decathlon_dataset(write_decathlon(tmp_path / "d"), check_labels=False)
         assert ds.num_classes == 3 and ds.label_values == ()
