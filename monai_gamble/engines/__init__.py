@@ -19,18 +19,20 @@ from .methods import (
 from .objectives import (
     AdversarialObjective,
     ConfidenceObjective,
+    CriticInput,
     CriticObjective,
+    DiscriminatorTarget,
     GamblingObjective,
     ObjectiveOutput,
     SegANObjective,
-)
-from .semi_supervised import (
-    DiscriminatorTarget,
     SemiSupervisedAdversarialObjective,
-    SemiSupervisedAdversarialTrainer,
+    SemiSupervisedObjective,
     SemiSupervisedSchedule,
+    call_critic,
     correctness_target,
+    supervised_only,
 )
+from .semi_supervised import SemiSupervisedAdversarialTrainer
 from .trainer import Alternation, SegmenterCriticTrainer, frozen
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "AdversarialObjective",
     "Alternation",
     "ConfidenceObjective",
+    "CriticInput",
     "CriticObjective",
     "DiscriminatorTarget",
     "GamblingObjective",
@@ -59,7 +62,10 @@ __all__ = [
     "SegmenterCriticTrainer",
     "SemiSupervisedAdversarialObjective",
     "SemiSupervisedAdversarialTrainer",
+    "SemiSupervisedObjective",
     "SemiSupervisedSchedule",
+    "call_critic",
     "correctness_target",
     "frozen",
+    "supervised_only",
 ]

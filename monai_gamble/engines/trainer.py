@@ -59,6 +59,21 @@ def frozen(module: nn.Module) -> Callable[..., Any]:
     return call
 
 
+def _check_objective(objective: Any, fused: bool) -> None:
+    """Refuse what the trainer cannot use as its objective (a plain loss would be ignored)."""
+    if not isinstance(objective, CriticObjective):
+        raise TypeError(
+            "the objective (also set as loss_function, e.g. by a ProgressiveResizing stage) must be a "
+            f"CriticObjective, got {type(objective).__name__}: SegmenterCriticTrainer takes its losses from its "
+            "objective and would ignore a plain loss (train with MONAI's SupervisedTrainer for one)."
+        )
+    if fused and objective.fused_critic_grad_scale is None:
+        raise ValueError(
+            f"{type(objective).__name__} cannot fuse the two backward passes "
+            "(fused_critic_grad_scale is None); use fused=False."
+        )
+
+
 class SegmenterCriticTrainer(SupervisedTrainer):
     """Two-network training of a segmenter and a critic, as a MONAI ``SupervisedTrainer``.
 
@@ -92,6 +107,18 @@ class SegmenterCriticTrainer(SupervisedTrainer):
       reversal at the weights, not at the critic's output, so the segmenter's own gradient is
       unchanged). It equals the two-pass step on the same weights, except that in the two-pass
       step the segmenter already sees the critic updated on this batch.
+
+    **Extra phases of an iteration** (a subclass hook): after the supervised phase above and before
+    ``MODEL_COMPLETED``, the iteration runs :meth:`extra_phases` (nothing by default); a phase that
+    trains the segmenter calls :meth:`segmenter_backward` for each of its backward passes and declares
+    how many it will run in :meth:`extra_segmenter_passes`, so that the end-of-epoch step of
+    accumulated gradients waits for the iteration's last pass.
+    :class:`~monai_gamble.engines.SemiSupervisedAdversarialTrainer` adds its unlabelled batches this way.
+
+    **The loss is the objective**: ``loss_function`` is an alias of ``objective``; setting it (e.g. a
+    :class:`~monai_gamble.handlers.ProgressiveResizing` stage's ``loss_function``) replaces the
+    objective, and anything but a :class:`~monai_gamble.engines.CriticObjective` is refused (a plain
+    loss would otherwise be ignored).
 
     Like ``SupervisedTrainer``: ``optimizer`` is the segmenter's; ``accumulation_steps`` applies to
     both networks (each steps after that many of its own backward passes, and at the end of an
@@ -158,8 +185,7 @@ class SegmenterCriticTrainer(SupervisedTrainer):
         amp_kwargs: dict | None = None,
         accumulation_steps: int = 1,
     ) -> None:
-        if not isinstance(objective, CriticObjective):
-            raise TypeError(f"objective must be a CriticObjective, got {type(objective).__name__}.")
+        _check_objective(objective, fused)
         for name, value in (("critic_warmup_iterations", critic_warmup_iterations), ("ce_only_epochs", ce_only_epochs)):
             if int(value) < 0:
                 raise ValueError(f"{name} must be non-negative, got {value}.")
@@ -167,11 +193,6 @@ class SegmenterCriticTrainer(SupervisedTrainer):
             raise ValueError(
                 f"segmenter_iterations and critic_iterations must be at least 1, got {segmenter_iterations}, "
                 f"{critic_iterations}."
-            )
-        if fused and objective.fused_critic_grad_scale is None:
-            raise ValueError(
-                f"{type(objective).__name__} cannot fuse the two backward passes "
-                "(fused_critic_grad_scale is None); use fused=False."
             )
         super().__init__(
             device=device,
@@ -201,7 +222,6 @@ class SegmenterCriticTrainer(SupervisedTrainer):
         )
         self.critic = critic
         self.critic_optimizer = critic_optimizer
-        self.objective = objective
         self.critic_warmup_iterations = int(critic_warmup_iterations)
         self.ce_only_epochs = int(ce_only_epochs)
         self.alternation = look_up_option(alternation, Alternation)
@@ -209,15 +229,72 @@ class SegmenterCriticTrainer(SupervisedTrainer):
         self.critic_iterations = int(critic_iterations)
         self.fused = bool(fused)
         self.critic_scaler: torch.amp.GradScaler | None = None
+        #: backward passes of each network since its last optimizer step (gradient accumulation)
         self._pending = {"segmenter": 0, "critic": 0}
+        #: backward passes of each network still to come in the current iteration
+        self._passes_left = {"segmenter": 0, "critic": 0}
+
+    @property
+    def objective(self) -> CriticObjective:
+        """The method's objective (also reachable as ``loss_function``)."""
+        return self._objective
+
+    @objective.setter
+    def objective(self, objective: CriticObjective) -> None:
+        _check_objective(objective, getattr(self, "fused", False))
+        self._objective = objective
+
+    @property
+    def loss_function(self) -> CriticObjective:  # type: ignore[override]
+        """``SupervisedTrainer``'s loss, here the objective (setting it sets :attr:`objective`)."""
+        return self._objective
+
+    @loss_function.setter
+    def loss_function(self, objective: CriticObjective) -> None:
+        self.objective = objective
 
     def run(self) -> None:  # type: ignore[override]
-        """Train; one ``torch.amp.GradScaler`` per network when ``amp`` is on."""
+        """Train; one ``torch.amp.GradScaler`` per network when ``amp`` is on.
+
+        Why this calls ``Workflow.run`` and not ``SupervisedTrainer.run``: MONAI's ``Trainer.run``
+        (which ``SupervisedTrainer`` inherits) does two things, create ``torch.cuda.amp.GradScaler()``
+        (deprecated, and for CUDA only) and call ``Workflow.run``. This method does the first the
+        current way, ``torch.amp.GradScaler(device_type)`` for each network, and then the second;
+        ``tests/engines/test_trainer.py`` checks that ``Trainer.run`` still does nothing else, so that a
+        MONAI release that adds to it fails a test instead of being skipped without notice.
+        """
         device_type = torch.device(self.state.device).type
         self.scaler = torch.amp.GradScaler(device_type) if self.amp else None
         self.critic_scaler = torch.amp.GradScaler(device_type) if self.amp else None
         self._pending = {"segmenter": 0, "critic": 0}
         Workflow.run(self)
+
+    def extra_segmenter_passes(self, engine: SegmenterCriticTrainer) -> int:
+        """Hook: how many segmenter backward passes :meth:`extra_phases` will run in the current
+        iteration (default 0). The trainer counts them with the supervised phase's, so that the step
+        of gradients accumulated to the end of an epoch comes after the iteration's last pass."""
+        return 0
+
+    def extra_phases(self, engine: SegmenterCriticTrainer) -> None:
+        """Hook: more phases of the current iteration, run after the supervised phase (whose
+        ``engine.state.output`` is complete) and before ``MODEL_COMPLETED`` (default: none).
+
+        A phase computes its losses under :meth:`autocast` and trains the segmenter with
+        :meth:`segmenter_backward`, once per pass announced by :meth:`extra_segmenter_passes`; it may
+        add keys to ``engine.state.output``.
+        """
+
+    def autocast(self, engine: SegmenterCriticTrainer) -> contextlib.AbstractContextManager:
+        """``torch.autocast`` on the engine's device type when ``amp`` is on, else a null context."""
+        if not engine.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(engine.state.device).type, **engine.amp_kwargs)
+
+    def segmenter_backward(self, engine: SegmenterCriticTrainer, loss: torch.Tensor) -> None:
+        """One backward pass of a segmenter loss (AMP scaling and accumulation as the supervised
+        phase's): zero the gradients after a step, backward, and step when due."""
+        engine._zero_grad(engine, "segmenter", engine.optimizer)
+        engine._backward(engine, loss, engine.scaler, [("segmenter", engine.optimizer)])
 
     def schedule(self, iteration: int) -> tuple[bool, bool]:
         """Which networks ``(segmenter, critic)`` are updated at a (1-based, global) iteration."""
@@ -228,11 +305,6 @@ class SegmenterCriticTrainer(SupervisedTrainer):
             return True, True
         in_segmenter_block = i % (self.segmenter_iterations + self.critic_iterations) < self.segmenter_iterations
         return in_segmenter_block, not in_segmenter_block
-
-    def _autocast(self, engine: SegmenterCriticTrainer) -> contextlib.AbstractContextManager:
-        if not engine.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(torch.device(engine.state.device).type, **engine.amp_kwargs)
 
     def _epoch_end(self, engine: SegmenterCriticTrainer) -> bool:
         epoch_length = engine.state.epoch_length
@@ -245,14 +317,16 @@ class SegmenterCriticTrainer(SupervisedTrainer):
         scaler: torch.amp.GradScaler | None,
         names_optimizers: Sequence[tuple[str, Optimizer]],
     ) -> None:
-        """Backward of ``loss`` (scaled for AMP and accumulation); step the optimizers when due."""
+        """Backward of ``loss`` (scaled for AMP and accumulation); step the optimizers when due: after
+        ``accumulation_steps`` passes of that network, or at its last pass of an epoch's last iteration."""
         acc = engine.accumulation_steps
         loss = loss / acc if acc > 1 else loss
         (scaler.scale(loss) if scaler is not None else loss).backward()
         due = []
         for name, opt in names_optimizers:
             engine._pending[name] += 1
-            if engine._pending[name] >= acc or self._epoch_end(engine):
+            engine._passes_left[name] -= 1
+            if engine._pending[name] >= acc or (engine._passes_left[name] <= 0 and self._epoch_end(engine)):
                 due.append(opt)
                 engine._pending[name] = 0
         for opt in due:
@@ -288,11 +362,15 @@ class SegmenterCriticTrainer(SupervisedTrainer):
         objective = engine.objective
         update_seg, update_critic = engine.schedule(engine.state.iteration)
         adversarial = engine.state.epoch > engine.ce_only_epochs
+        engine._passes_left = {
+            "segmenter": int(update_seg) + engine.extra_segmenter_passes(engine),
+            "critic": int(update_critic),
+        }
         engine.network.train()
         engine.critic.train()
 
         grad_ctx = contextlib.nullcontext() if update_seg else torch.no_grad()
-        with grad_ctx, engine._autocast(engine):
+        with grad_ctx, engine.autocast(engine):
             logits = engine.inferer(inputs, engine.network, *args, **kwargs)
         engine.state.output[Keys.PRED] = logits
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
@@ -300,7 +378,7 @@ class SegmenterCriticTrainer(SupervisedTrainer):
         if engine.fused and update_seg and update_critic and adversarial:
             engine._zero_grad(engine, "segmenter", engine.optimizer)
             engine._zero_grad(engine, "critic", engine.critic_optimizer)
-            with engine._autocast(engine):
+            with engine.autocast(engine):
                 seg = objective.segmenter_loss(engine.critic, inputs, logits, targets, adversarial=True)
             if seg.critic_loss is None:
                 raise RuntimeError(f"{type(objective).__name__}.segmenter_loss gave no critic_loss for the fused step.")
@@ -324,25 +402,25 @@ class SegmenterCriticTrainer(SupervisedTrainer):
             # the critic, on the detached prediction
             if update_critic:
                 engine._zero_grad(engine, "critic", engine.critic_optimizer)
-                with engine._autocast(engine):
+                with engine.autocast(engine):
                     crit = objective.critic_loss(engine.critic, inputs, logits.detach(), targets)
                 engine._backward(engine, crit.loss, engine.critic_scaler, [("critic", engine.critic_optimizer)])
             else:
-                with torch.no_grad(), engine._autocast(engine):
+                with torch.no_grad(), engine.autocast(engine):
                     crit = objective.critic_loss(engine.critic, inputs, logits.detach(), targets)
             critic_loss = crit.loss
             self._publish(engine, crit)
             # the segmenter, through the critic with frozen weights
             if update_seg:
                 engine._zero_grad(engine, "segmenter", engine.optimizer)
-                with engine._autocast(engine):
+                with engine.autocast(engine):
                     seg = objective.segmenter_loss(frozen(engine.critic), inputs, logits, targets, adversarial)
                 engine.state.output[Keys.LOSS] = seg.loss
                 engine.fire_event(IterationEvents.LOSS_COMPLETED)
                 engine._backward(engine, seg.loss, engine.scaler, [("segmenter", engine.optimizer)])
                 engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
             else:
-                with torch.no_grad(), engine._autocast(engine):
+                with torch.no_grad(), engine.autocast(engine):
                     seg = objective.segmenter_loss(engine.critic, inputs, logits, targets, adversarial)
                 engine.state.output[Keys.LOSS] = seg.loss
                 engine.fire_event(IterationEvents.LOSS_COMPLETED)
@@ -354,5 +432,6 @@ class SegmenterCriticTrainer(SupervisedTrainer):
         engine.state.output["critic_loss"] = critic_loss.detach()
         engine.state.output[f"{objective.critic_name}_loss"] = critic_loss.detach()
         engine.state.output[Keys.PRED] = logits.detach()
+        engine.extra_phases(engine)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output

@@ -15,6 +15,8 @@ from monai.transforms import Compose, RandomizableTrait, Transform
 from monai.utils import min_version, optional_import
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+Checkpoint, _ = optional_import("ignite.handlers", "0.4.11", min_version, "Checkpoint")
+DiskSaver, _ = optional_import("ignite.handlers", "0.4.11", min_version, "DiskSaver")
 idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -34,7 +36,8 @@ class ResizeStage(dict):
 
     Keys: ``epochs`` (int >= 1, required), ``spatial_size`` (an int for every spatial axis, or one
     int per axis; required),
-    ``batch_size`` (int >= 1), ``accumulation_steps`` (int >= 1), ``loss_function`` (a callable).
+    ``batch_size`` (int >= 1), ``accumulation_steps`` (int >= 1), ``loss_function`` (a callable, or
+    for a :class:`~monai_gamble.engines.SegmenterCriticTrainer` an objective, which is its loss).
 
     Raises:
         ValueError: for unknown or missing keys and bad values, naming the stage.
@@ -57,9 +60,11 @@ class ResizeStage(dict):
             raise ValueError(f"stage {index}: spatial_size must be positive integers, got {self['spatial_size']!r}.")
         # an int is every spatial axis' size, as MONAI's Resize takes it
         self["spatial_size"] = int(size) if isinstance(size, int) else tuple(int(s) for s in sizes)
-        if "loss_function" in self and not callable(self["loss_function"]):
+        loss = self.get("loss_function")
+        if loss is not None and not (callable(loss) or _is_objective(loss)):
             raise ValueError(
-                f"stage {index}: loss_function must be callable, got {type(self['loss_function']).__name__}."
+                f"stage {index}: loss_function must be callable (or a CriticObjective for a SegmenterCriticTrainer), "
+                f"got {type(loss).__name__}."
             )
 
     @property
@@ -67,6 +72,12 @@ class ResizeStage(dict):
         """The spatial size as ``"HxW"`` (or one number for an int)."""
         size = self["spatial_size"]
         return str(size) if isinstance(size, int) else "x".join(map(str, size))
+
+
+def _is_objective(obj: Any) -> bool:
+    """Whether ``obj`` is an objective of :class:`~monai_gamble.engines.SegmenterCriticTrainer` (duck-typed:
+    the handlers do not import the engines)."""
+    return callable(getattr(obj, "segmenter_loss", None)) and callable(getattr(obj, "critic_loss", None))
 
 
 def _resizer(transform: Any) -> Any:
@@ -112,8 +123,13 @@ class ProgressiveResizing:
       ``(iteration - 1) % epoch_length`` (the count of iterations is then in units of the current
       stage's batches);
     - sets the trainer's ``accumulation_steps`` (MONAI's ``SupervisedTrainer``) and, if given, its
-      ``loss_function`` (e.g. BCE + Dice, then focal to finish, as the report did);
-    - with ``save_dir``, saves ``save_dict`` at the end of each stage (``stage<k>_<HxW>.pt``).
+      ``loss_function`` (e.g. BCE + Dice, then focal to finish, as the report did; for a
+      :class:`~monai_gamble.engines.SegmenterCriticTrainer` an objective, which that trainer refuses
+      to replace by a plain loss);
+    - with ``save_dir``, saves ``save_dict`` at the end of each stage (``stage<k>_<HxW>.pt``) with
+      Ignite's ``Checkpoint`` (atomic writes; ``DistributedDataParallel`` modules saved unwrapped; a
+      ``save_dict`` of one object is saved as its state dict, as MONAI's ``CheckpointSaver`` does, and
+      MONAI's ``CheckpointLoader`` reads both forms).
 
     The network, optimiser and learning-rate schedule carry over: the checkpoint of one stage is the
     start of the next. Stages are ``epochs`` long in order; epochs after the last stage stay in it,
@@ -250,10 +266,6 @@ class ProgressiveResizing:
         index = self.stage_of(engine.state.epoch)
         if engine.state.epoch != self.stage_ends[index] and not engine.state.epoch == engine.state.max_epochs:
             return
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        size = self.stages[index].size_name
-        state = {}
-        for k, obj in self.save_dict.items():
-            obj = getattr(obj, "module", obj)  # DistributedDataParallel: save the wrapped module
-            state[k] = obj.state_dict()
-        torch.save(state, self.save_dir / f"stage{index}_{size}.pt")
+        name = f"stage{index}_{self.stages[index].size_name}.pt"
+        saver = DiskSaver(str(self.save_dir), require_empty=False, create_dir=True)
+        Checkpoint(self.save_dict, saver, filename_pattern=name, n_saved=None)(engine)

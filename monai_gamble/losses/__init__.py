@@ -3,6 +3,7 @@
 from .adversarial import (
     adversarial_bce,
     confidence_weighted_cross_entropy,
+    last_output,
     masked_critic_input,
     multiscale_l1,
     target_probabilities,
@@ -26,6 +27,7 @@ __all__ = [
     "class_probabilities",
     "confidence_weighted_cross_entropy",
     "cross_entropy_map",
+    "last_output",
     "lovasz_grad",
     "lovasz_hinge",
     "masked_critic_input",

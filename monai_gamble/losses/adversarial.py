@@ -18,21 +18,27 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from monai.networks.utils import one_hot
 
 from .cross_entropy import cross_entropy_map
 
 __all__ = [
     "adversarial_bce",
     "confidence_weighted_cross_entropy",
+    "last_output",
     "masked_critic_input",
     "multiscale_l1",
     "target_probabilities",
 ]
 
 
-def _last(critic_output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    """The final logits of a critic that returns a tensor, or the last of a list of features
-    (MONAI's ``PatchDiscriminator`` returns every layer's output)."""
+def last_output(critic_output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """The final logits of a critic: its output if it returns a tensor, else the last of its list of
+    outputs (MONAI's ``PatchDiscriminator`` returns every layer's output, the last being the logits).
+
+    Raises:
+        ValueError: for an empty list.
+    """
     if isinstance(critic_output, torch.Tensor):
         return critic_output
     if not critic_output:
@@ -57,7 +63,7 @@ def adversarial_bce(critic_output: torch.Tensor | Sequence[torch.Tensor], real: 
     Returns:
         A scalar tensor.
     """
-    logits = _last(critic_output)
+    logits = last_output(critic_output)
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
 
 
@@ -101,8 +107,7 @@ def target_probabilities(
     idx = lab.long()
     if idx.numel() and (idx.min() < 0 or idx.max() >= c):
         raise ValueError(f"labels must be class indices in [0, {c - 1}], found [{idx.min()}, {idx.max()}].")
-    onehot = torch.zeros_like(logits, dtype=torch.float32).scatter_(1, idx, 1.0)
-    return onehot * valid, valid
+    return one_hot(idx, num_classes=c, dtype=torch.float32, dim=1) * valid, valid
 
 
 def confidence_weighted_cross_entropy(

@@ -1,4 +1,5 @@
-"""Initialising a network from a checkpoint of another run (fine-tuning), with checks that say what differs."""
+"""Network utilities: initialising a network from a checkpoint of another run (fine-tuning), with checks
+that say what differs, and the linear resizing of feature maps and logits in any spatial dimension."""
 
 from __future__ import annotations
 
@@ -9,11 +10,46 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from monai.utils import InterpolateMode
 from torch import nn
 
-__all__ = ["checkpoint_state_dict", "load_pretrained"]
+__all__ = ["checkpoint_state_dict", "linear_interpolation_mode", "linear_resize", "load_pretrained"]
 
 logger = logging.getLogger(__name__)
+
+_LINEAR_MODES = {1: InterpolateMode.LINEAR, 2: InterpolateMode.BILINEAR, 3: InterpolateMode.TRILINEAR}
+
+
+def linear_interpolation_mode(spatial_dims: int) -> InterpolateMode:
+    """The (multi)linear mode of ``torch.nn.functional.interpolate`` for ``spatial_dims`` spatial axes:
+    ``"linear"`` (1), ``"bilinear"`` (2) or ``"trilinear"`` (3), as MONAI's ``UpSample`` picks it.
+
+    Raises:
+        ValueError: for ``spatial_dims`` outside 1-3.
+    """
+    if spatial_dims not in _LINEAR_MODES:
+        raise ValueError(f"linear interpolation needs 1, 2 or 3 spatial dims, got {spatial_dims}.")
+    return _LINEAR_MODES[spatial_dims]
+
+
+def linear_resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``x`` ``(B, C, *spatial)`` resized to ``size`` by (bi/tri)linear interpolation
+    (``align_corners=False``); returned unchanged when it already has that size.
+
+    Used for decoder features (DeepLabV3+, PSPNet) and for critic logits at a lower resolution than the
+    prediction (PatchGAN-like discriminators).
+
+    Raises:
+        ValueError: if ``size`` does not give one length per spatial axis of ``x``.
+    """
+    size = tuple(int(s) for s in size)
+    if len(size) != x.ndim - 2:
+        raise ValueError(f"size {size} must give one length per spatial axis of the input {tuple(x.shape)}.")
+    if tuple(x.shape[2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode=linear_interpolation_mode(len(size)).value, align_corners=False)
+
 
 #: Keys under which the bundles' checkpoints hold the segmenter's weights (a checkpoint of one
 #: network, as Ignite's ``Checkpoint`` writes it for a single object, is the state dict itself).

@@ -252,7 +252,7 @@ def test_bad_dataset_dir_is_a_clear_error(tmp_path):
         (["train_ce.json", "train_focal.json"], "SupervisedTrainer", None),
         (["train_adversarial.json"], "SegmenterCriticTrainer", "PatchDiscriminator"),
         (["train_segan.json"], "SegmenterCriticTrainer", "PatchDiscriminator"),
-        (["train_confidence.json"], "SegmenterCriticTrainer", "ConfidenceNetwork"),
+        (["train_confidence.json"], "SegmenterCriticTrainer", "Gambler"),  # ConfidenceNetwork is an alias
         ([], "SegmenterCriticTrainer", "Gambler"),
     ],
     ids=["ce", "focal", "adversarial", "segan", "confidence", "gambling"],

@@ -161,3 +161,47 @@ def test_segan_clips_inside_the_engine():
     )  # fmt: skip
     trainer.run()
     assert max(p.abs().max().item() for p in critic.parameters()) <= 0.05 + 1e-7
+
+
+def test_call_critic_feeds_pairs_concatenations_and_masked_images():
+    from monai_gamble.engines import CriticInput, call_critic
+    from monai_gamble.losses import masked_critic_input
+
+    image, p = torch.rand(2, 1, 16, 16), torch.softmax(torch.randn(2, 3, 16, 16), 1)
+    calls = []
+
+    def critic(*args):
+        calls.append([a.shape[1] for a in args])
+        return [torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 8, 8)]  # a PatchGAN: every layer, coarse logits
+
+    out = call_critic(critic, image, p, "concatenate", size=(16, 16))
+    assert calls[-1] == [4] and out.shape == (2, 1, 16, 16) and torch.equal(out, torch.ones(2, 1, 16, 16))
+    assert call_critic(critic, image, p, CriticInput.PAIR).shape == (2, 1, 8, 8) and calls[-1] == [1, 3]
+    (x,), outs = call_critic(critic, image, p, "masked", all_outputs=True, with_input=True)
+    assert torch.equal(x, masked_critic_input(image, p)) and len(outs) == 2 and calls[-1] == [2]
+    with pytest.raises(ValueError, match="Unsupported option 'glued'"):
+        call_critic(critic, image, p, "glued")
+    with pytest.raises(ValueError, match="empty list"):
+        call_critic(lambda *a: [], image, p)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_not_adversarial_yet_is_the_supervised_loss_alone(name):
+    from monai_gamble.engines import supervised_only
+
+    make_objective, _ = CASES[name]
+    image, label = batch()
+    logits = torch.randn(2, 2, 16, 16)
+    out = make_objective().segmenter_loss(None, image, logits, label, adversarial=False)  # no critic needed
+    (term,) = out.terms
+    assert torch.equal(out.terms[term], out.loss) and not out.maps
+    assert supervised_only(out.loss, term).terms.keys() == out.terms.keys()
+
+
+def test_semi_supervised_objective_is_importable_from_both_modules_and_abstract():
+    from monai_gamble.engines import objectives, semi_supervised
+
+    assert semi_supervised.SemiSupervisedAdversarialObjective is objectives.SemiSupervisedAdversarialObjective
+    assert issubclass(objectives.SemiSupervisedAdversarialObjective, objectives.SemiSupervisedObjective)
+    with pytest.raises(TypeError, match="abstract"):
+        objectives.SemiSupervisedObjective()

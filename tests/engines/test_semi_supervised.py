@@ -12,8 +12,10 @@ from torch import nn
 from monai_gamble.engines import (
     DiscriminatorTarget,
     GamblingObjective,
+    ObjectiveOutput,
     SemiSupervisedAdversarialObjective,
     SemiSupervisedAdversarialTrainer,
+    SemiSupervisedObjective,
     SemiSupervisedSchedule,
     correctness_target,
     frozen,
@@ -456,3 +458,27 @@ def test_trainer_bad_inputs():
         _trainer(objective=GamblingObjective())
     with pytest.raises(ValueError, match="cannot fuse"):
         _trainer(fused=True)
+
+
+class _ConstantUnlabeled(SemiSupervisedObjective):
+    """A semi-supervised objective of its own: CE on labelled batches, the mean logit on unlabelled ones."""
+
+    unlabeled_terms = ("mean_logit",)
+
+    def critic_loss(self, critic, image, logits, label):
+        return SemiSupervisedAdversarialObjective().critic_loss(critic, image, logits, label)
+
+    def segmenter_loss(self, critic, image, logits, label, adversarial=True):
+        return SemiSupervisedAdversarialObjective().segmenter_loss(critic, image, logits, label, adversarial)
+
+    def unlabeled_loss(self, critic, image, logits, adversarial=True, self_training=False):
+        m = logits.mean()
+        return ObjectiveOutput(m, terms={"mean_logit": m.detach()})
+
+
+def test_any_semi_supervised_objective_runs_through_the_base_class():
+    trainer = _trainer(labelled=2, unlabelled=2, objective=_ConstantUnlabeled())
+    spy = StepSpy(trainer)
+    trainer.run()
+    assert [r["opt"] for r in spy.records] == ["critic", "segmenter", "segmenter"]
+    assert torch.equal(trainer.state.output["unlabeled_loss"], trainer.state.output["mean_logit"])

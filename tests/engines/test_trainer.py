@@ -226,3 +226,90 @@ def test_mismatched_critic_input_is_a_clear_error():
     trainer = make_trainer(seg, gam, make_data(1))
     with pytest.raises(ValueError, match="prediction of 3"):
         trainer.run()
+
+
+def test_run_skips_only_what_monai_trainer_run_does():
+    """SegmenterCriticTrainer.run replaces MONAI's Trainer.run (its CUDA-only scaler) and calls
+    Workflow.run itself: this pins that Trainer.run does nothing else, so that a MONAI release
+    that adds to it fails here instead of being skipped without notice."""
+    import ast
+    import inspect
+    import textwrap
+
+    from monai.engines.trainer import Trainer
+
+    (func,) = ast.parse(textwrap.dedent(inspect.getsource(Trainer.run))).body
+    body = [n for n in func.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    assert len(body) == 2, ast.unparse(func)
+    assert isinstance(body[0], ast.Assign) and ast.unparse(body[0].targets[0]) == "self.scaler"
+    assert ast.unparse(body[1]) == "super().run()"
+
+
+def test_loss_function_is_the_objective_and_refuses_a_plain_loss():
+    seg, gam = make_nets()
+    trainer = make_trainer(seg, gam, make_data(1))
+    assert trainer.loss_function is trainer.objective
+    other = GamblingObjective(beta=0.5)
+    trainer.loss_function = other  # e.g. a ProgressiveResizing stage
+    assert trainer.objective is other
+    with pytest.raises(TypeError, match="must be a CriticObjective, got CrossEntropyLoss"):
+        trainer.loss_function = torch.nn.CrossEntropyLoss()
+    fused = make_trainer(*make_nets(), make_data(1), fused=True)
+    with pytest.raises(ValueError, match="cannot fuse"):
+        fused.objective = _NoFuse()
+
+
+def test_progressive_resizing_stage_sets_the_objective_or_refuses_a_loss():
+    from monai_gamble.handlers import ProgressiveResizing
+
+    seg, gam = make_nets()
+    data = torch.utils.data.DataLoader(
+        [{"image": d["image"][0], "label": d["label"][0]} for d in make_data(2)], batch_size=2
+    )
+    second = GamblingObjective(beta=0.5)
+    trainer = make_trainer(seg, gam, data, max_epochs=2)
+    ProgressiveResizing(
+        [{"epochs": 1, "spatial_size": 16}, {"epochs": 1, "spatial_size": 16, "loss_function": second}]
+    ).attach(trainer)
+    seen = []
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: seen.append(e.objective))
+    trainer.run()
+    assert seen[0] is not second and seen[1] is second
+    trainer = make_trainer(*make_nets(), data, max_epochs=2)
+    ProgressiveResizing(
+        [{"epochs": 1, "spatial_size": 16}, {"epochs": 1, "spatial_size": 16, "loss_function": torch.nn.BCELoss()}]
+    ).attach(trainer)
+    with pytest.raises(TypeError, match="would ignore a plain loss"):
+        trainer.run()
+
+
+class _CountingPhase(SegmenterCriticTrainer):
+    """Two extra segmenter passes per iteration through the hook (a plain CE on the same batch)."""
+
+    def extra_segmenter_passes(self, engine):
+        return 2
+
+    def extra_phases(self, engine):
+        for _ in range(2):
+            with engine.autocast(engine):
+                logits = engine.network(engine.state.output["image"])
+                loss = torch.nn.functional.cross_entropy(logits, engine.state.output["label"][:, 0].long())
+            engine.segmenter_backward(engine, loss)
+        engine.state.output["extra"] = loss.detach()
+
+
+def test_extra_phases_hook_runs_before_model_completed_and_counts_for_accumulation():
+    seg, gam = make_nets()
+    data = make_data(3)
+    trainer = _CountingPhase("cpu", 1, data, seg, torch.optim.SGD(seg.parameters(), 0.01), gam,
+                             torch.optim.SGD(gam.parameters(), 0.01), GamblingObjective(), decollate=False,
+                             accumulation_steps=3)  # fmt: skip
+    steps = []
+    original = trainer.optimizer.step
+    trainer.optimizer.step = lambda *a, **k: steps.append(trainer.state.iteration) or original(*a, **k)
+    fired = []
+    trainer.add_event_handler(IterationEvents.MODEL_COMPLETED, lambda e: fired.append("extra" in e.state.output))
+    trainer.run()
+    assert fired == [True, True, True]
+    # three segmenter passes per iteration (one supervised, two extra), accumulated by 3: one step each
+    assert steps == [1, 2, 3]

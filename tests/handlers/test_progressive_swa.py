@@ -10,6 +10,7 @@ import torch
 from ignite.engine import Events
 from monai.data import CacheDataset, DataLoader
 from monai.engines import SupervisedTrainer
+from monai.handlers import CheckpointLoader
 from monai.transforms import Compose, EnsureTyped, RandFlipd, Resized
 
 from monai_gamble.handlers import ProgressiveResizing, ResizeStage, StochasticWeightAveraging
@@ -100,8 +101,14 @@ def test_progressive_resizing_changes_batches_between_epochs(tmp_path):
     assert tuple(dataset._cache[0]["image"].shape) == (1, 32, 32)  # re-cached at the new size
     assert [h[:2] for h in handler.history] == [(1, 0), (3, 1), (4, 2)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stage0_16x16.pt", "stage1_24.pt", "stage2_32x32.pt"]
+    # Ignite's Checkpoint saves a single object as its state dict (as MONAI's CheckpointSaver does) ...
     saved = torch.load(tmp_path / "stage2_32x32.pt", weights_only=True)
-    torch.testing.assert_close(saved["model"]["0.weight"], net[0].weight)
+    torch.testing.assert_close(saved["0.weight"], net[0].weight)
+    # ... which MONAI's CheckpointLoader (Ignite's Checkpoint.load_objects) reads into {"model": net}
+    other = copy.deepcopy(net)
+    torch.nn.init.zeros_(other[0].weight)
+    CheckpointLoader(str(tmp_path / "stage2_32x32.pt"), {"model": other})(trainer)
+    torch.testing.assert_close(other[0].weight, net[0].weight)
 
 
 def test_resizing_without_a_cache_and_after_the_last_stage():

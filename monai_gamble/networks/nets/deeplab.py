@@ -5,21 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from monai.networks.layers import Act, Conv, Norm, Pool
 from monai.networks.layers.utils import get_act_layer
 from monai.networks.nets.resnet import ResNetEncoder
 from torch import nn
 
+from ..utils import linear_resize
 from .encoders import _input_size_guard, build_encoder, dilate_resnet_encoder, encoder_channels
 
 __all__ = ["ASPP", "DeepLabV3Plus"]
-
-
-def _interpolate(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[x.ndim - 2]
-    return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False)
 
 
 class ASPP(nn.Module):
@@ -207,5 +202,5 @@ class DeepLabV3Plus(nn.Module):
             features = self.encoder(x)
             high = self.aspp(features[-1])
             low = self.low_level(features[1])
-            y = self.fuse(torch.cat([_interpolate(high, low.shape[2:]), low], dim=1))
-        return _interpolate(self.classifier(y), x.shape[2:])
+            y = self.fuse(torch.cat([linear_resize(high, low.shape[2:]), low], dim=1))
+        return linear_resize(self.classifier(y), x.shape[2:])

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.networks.layers import Conv
 from torch import nn
+
+from ..utils import linear_resize
 
 __all__ = ["FCDiscriminator"]
 
@@ -87,5 +88,4 @@ class FCDiscriminator(nn.Module):
         y = self.net(x)
         if not self.upsample:
             return y
-        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[self.spatial_dims]
-        return F.interpolate(y, size=tuple(x.shape[2:]), mode=mode, align_corners=False)
+        return linear_resize(y, x.shape[2:])

@@ -10,7 +10,7 @@ from monai.networks.layers import Act, Conv, Norm, Pool
 from monai.networks.nets.resnet import ResNetEncoder
 from torch import nn
 
-from .deeplab import _interpolate
+from ..utils import linear_resize
 from .encoders import _input_size_guard, _trim_efficientnet, build_encoder, dilate_resnet_encoder, encoder_channels
 
 __all__ = ["PSPNet", "PyramidPooling"]
@@ -67,7 +67,7 @@ class PyramidPooling(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x] + [_interpolate(stage(x), x.shape[2:]) for stage in self.stages], dim=1)
+        return torch.cat([x] + [linear_resize(stage(x), x.shape[2:]) for stage in self.stages], dim=1)
 
 
 class PSPNet(nn.Module):
@@ -158,4 +158,4 @@ class PSPNet(nn.Module):
         with _input_size_guard(x, 8, self.training):
             f = self.encoder(x)[-1]  # stride 8: dilated ResNet, or trimmed EfficientNet
             y = self.fuse(self.pyramid(f))
-        return _interpolate(self.classifier(y), x.shape[2:])
+        return linear_resize(self.classifier(y), x.shape[2:])
