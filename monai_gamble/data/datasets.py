@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import warnings
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,16 +252,42 @@ def read_csv_rows(path: str | os.PathLike, fieldnames: Sequence[str] | None = No
     return out
 
 
+def _list_files(folder: Path, extensions: Sequence[str], prefix: str = "") -> dict[str, Path]:
+    """``{ID: path}`` of the files ``<prefix><ID><ext>`` in ``folder`` (extensions case-insensitive).
+
+    Raises:
+        ValueError: if two files have the same ID (e.g. ``7.png`` and ``7.PNG``).
+    """
+    files: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if not (p.is_file() and p.suffix.lower() in extensions and p.name.startswith(prefix)):
+            continue
+        sid = p.stem[len(prefix) :]
+        if sid in files:
+            raise ValueError(f"{folder} holds two files for ID {sid!r}: {files[sid].name} and {p.name}.")
+        files[sid] = p
+    return files
+
+
+def _check_pairs(
+    images: Collection[str], masks: Collection[str], image_place: Any, mask_place: Any, image_word: str = "image"
+) -> None:
+    """Every image ID has a mask and every mask ID an image; else a ``ValueError`` that names the
+    folders and the first IDs (``image_word``: what an image is called, e.g. ``"tile"``)."""
+    if missing := set(images) - set(masks):
+        raise ValueError(
+            f"{len(missing)} {image_word}(s) in {image_place} have no mask in {mask_place}: {_names(missing)}."
+        )
+    if orphans := set(masks) - set(images):
+        raise ValueError(
+            f"{len(orphans)} mask(s) in {mask_place} have no {image_word} in {image_place}: {_names(orphans)}."
+        )
+
+
 def _list_images(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist or is not a folder.")
-    files: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS:
-            if p.stem in files:
-                raise ValueError(f"{folder} holds two files for ID {p.stem!r}: {files[p.stem].name} and {p.name}.")
-            files[p.stem] = p
-    return files
+    return _list_files(folder, _IMAGE_EXTENSIONS)
 
 
 def image_folder_datalist(
@@ -287,9 +314,15 @@ def image_folder_datalist(
     return items
 
 
-def _names(ids: Sequence[str], limit: int = 10) -> str:
-    ids = sorted(ids, key=lambda s: (len(s), s))
-    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+def _natural_key(name: str) -> tuple[Any, ...]:
+    """Sort key of an ID with numbers in it, by value: ``"2_10"`` after ``"2_9"``."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+def _names(ids: Collection[str], limit: int = 10) -> str:
+    """The first ``limit`` of ``ids`` in natural order, for an error message (``"1, 2, 10 and 4 more"``)."""
+    ordered = sorted(ids, key=_natural_key)
+    return ", ".join(ordered[:limit]) + (f" and {len(ordered) - limit} more" if len(ordered) > limit else "")
 
 
 def _check_mask(image_path: Path, mask_path: Path, check_values: bool) -> None:
@@ -438,14 +471,7 @@ def tnscui_datalist(
     masks = _list_images(root / "mask")
     if not images and not masks:
         raise FileNotFoundError(f"{root}/image and {root}/mask hold no .PNG files.")
-    if missing := set(images) - set(masks):
-        raise ValueError(
-            f"{len(missing)} image(s) in {root / 'image'} have no mask in {root / 'mask'}: {_names(missing)}."
-        )
-    if orphans := set(masks) - set(images):
-        raise ValueError(
-            f"{len(orphans)} mask(s) in {root / 'mask'} have no image in {root / 'image'}: {_names(orphans)}."
-        )
+    _check_pairs(images, masks, root / "image", root / "mask")
 
     categories: dict[str, int | None] = dict.fromkeys(images)
     csv_path = root / csv_name if csv_name else None

@@ -24,22 +24,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .datasets import SPLIT_NAMES, read_csv_rows, split_datalist
+from .datasets import SPLIT_NAMES, _names, _natural_key, read_csv_rows, split_datalist
 from .rle import rle_decode
 
 __all__ = ["find_conflicting_duplicates", "nerve_datalist", "nerve_test_datalist"]
 
 _GREY_MODES = ("1", "L", "I", "I;16", "F")
 _TRAIN_NAME = re.compile(r"^(\d+)_(\d+)$")
-
-
-def _names(ids: Sequence[str], limit: int = 10) -> str:
-    ids = sorted(ids, key=_natural_key)
-    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
-
-
-def _natural_key(name: str) -> tuple[Any, ...]:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
 
 
 def _check_grey(im: Image.Image, path: Path, what: str) -> None:

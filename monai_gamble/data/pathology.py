@@ -17,7 +17,7 @@ import numpy as np
 from monai.utils import StrEnum, look_up_option
 from PIL import Image
 
-from .datasets import _check_fractions, _names, split_datalist
+from .datasets import _check_fractions, _check_pairs, _list_files, split_datalist
 from .synthetic_pathology import PATHOLOGY_CLASSES
 
 __all__ = ["MONUSAC_CLASSES", "PathologyLayout", "SARDER_GLOMERULI_CLASSES", "pathology_datalist"]
@@ -71,19 +71,6 @@ def _detect_layout(root: Path) -> PathologyLayout:
             return layout
     expected = "; ".join(f"{lay.value}: {spec[0]}/ and {spec[1]}/" for lay, spec in _LAYOUTS.items())
     raise FileNotFoundError(f"{root} holds none of the pathology layouts ({expected}).")
-
-
-def _list_tiles(folder: Path, prefix: str, extensions: Sequence[str]) -> dict[str, Path]:
-    """``{ID: path}`` of the files ``<prefix><ID><ext>`` in ``folder``."""
-    files: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if not (p.is_file() and p.suffix.lower() in extensions and p.name.startswith(prefix)):
-            continue
-        sid = p.stem[len(prefix) :]
-        if sid in files:
-            raise ValueError(f"{folder} holds two files for ID {sid!r}: {files[sid].name} and {p.name}.")
-        files[sid] = p
-    return files
 
 
 def _check_tile(path: Path) -> tuple[int, int]:
@@ -202,18 +189,11 @@ def pathology_datalist(
     for folder in (root / image_dir, root / mask_dir):
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} does not exist: {root} is not in the {layout.value!r} layout.")
-    images = _list_tiles(root / image_dir, image_prefix, _TILE_EXTENSIONS)
-    masks = _list_tiles(root / mask_dir, mask_prefix, _MASK_EXTENSIONS)
+    images = _list_files(root / image_dir, _TILE_EXTENSIONS, image_prefix)
+    masks = _list_files(root / mask_dir, _MASK_EXTENSIONS, mask_prefix)
     if not images and not masks:
         raise FileNotFoundError(f"{root / image_dir} and {root / mask_dir} hold no tiles.")
-    if missing := set(images) - set(masks):
-        raise ValueError(
-            f"{len(missing)} tile(s) in {root / image_dir} have no mask in {root / mask_dir}: {_names(missing)}."
-        )
-    if orphans := set(masks) - set(images):
-        raise ValueError(
-            f"{len(orphans)} mask(s) in {root / mask_dir} have no tile in {root / image_dir}: {_names(orphans)}."
-        )
+    _check_pairs(images, masks, root / image_dir, root / mask_dir, image_word="tile")
     items = []
     for sid in images:
         _check_mask(images[sid], masks[sid], classes, values, check_masks)
@@ -224,7 +204,7 @@ def pathology_datalist(
     if layout == PathologyLayout.PODOCYTE and folder.exists():
         if not folder.is_dir():
             raise ValueError(f"{folder} is not a folder.")
-        tiles = _list_tiles(folder, "", _TILE_EXTENSIONS)
+        tiles = _list_files(folder, _TILE_EXTENSIONS)
         if not tiles:
             raise ValueError(
                 f"the unlabelled folder {folder} holds no tiles ({', '.join(_TILE_EXTENSIONS)}): add tiles or remove "

@@ -42,6 +42,8 @@ import numpy as np
 from monai.utils import StrEnum, look_up_option
 from PIL import Image
 
+from .datasets import _natural_key
+
 __all__ = ["RLEFormat", "masks_to_rle_csv", "rle_decode", "rle_encode", "rle_union"]
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
@@ -247,10 +249,6 @@ def rle_union(rles: str | Sequence[str], shape: Sequence[int], format: RLEFormat
     if union is None:
         return _EMPTY[fmt]
     return rle_encode(union, fmt)
-
-
-def _natural_key(name: str) -> tuple[Any, ...]:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
 
 
 def masks_to_rle_csv(

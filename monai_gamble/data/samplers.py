@@ -17,7 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.utils import min_version, optional_import
 from torch.utils.data import Sampler
+
+idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 
 __all__ = ["ClassConditionalBatchSampler", "class_presence"]
 
@@ -84,11 +87,11 @@ def class_presence(labels: Iterable[Any], num_classes: int, ignore_index: int | 
 
 
 def _dist_defaults(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
-    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+    """The world size and rank of the process group (Ignite's, 1 and 0 without one), unless given."""
     if num_replicas is None:
-        num_replicas = torch.distributed.get_world_size() if initialized else 1
+        num_replicas = idist.get_world_size()
     if rank is None:
-        rank = torch.distributed.get_rank() if initialized else 0
+        rank = idist.get_rank()
     if num_replicas < 1 or not 0 <= rank < num_replicas:
         raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas} and {rank}.")
     return int(num_replicas), int(rank)

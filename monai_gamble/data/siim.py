@@ -27,7 +27,7 @@ from typing import Any
 
 from monai.utils import StrEnum, look_up_option
 
-from .datasets import read_csv_rows, split_datalist
+from .datasets import _names, read_csv_rows, split_datalist
 from .rle import RLEFormat, rle_union
 
 __all__ = [
@@ -317,10 +317,6 @@ def match_siim_files(
         missing_file=sorted(set(rows) - set(files)),
         missing_row=sorted(set(files) - set(rows)),
     )
-
-
-def _names(ids: Sequence[str], limit: int = 20) -> str:
-    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def siim_datalist(

@@ -38,7 +38,8 @@ class ClassFairness(IgniteMetricHandler):
         fraction: the share of classes at each end (the paper: 0.25).
         class_names: names of the scored classes in the keys (default ``"0"``, ``"1"``, ... by channel).
         output_transform: extracts ``(y_pred, y)``, binarised one-hot, from ``engine.state.output``.
-        save_details: keep the per-image ``(2, C)`` intersections and unions in ``engine.state.metric_details``.
+        save_details: keep the per-image ``(C, 4)`` confusion matrices (true and false positives, true and
+            false negatives: MONAI's ``get_confusion_matrix``) in ``engine.state.metric_details``.
 
     Example:
         >>> ClassFairness(include_background=False, output_transform=from_engine(["pred", "label"])).attach(

@@ -1,4 +1,5 @@
-"""A per-image metrics report for evaluation runs: one CSV, one markdown table, printed."""
+"""A per-image metrics report for evaluation runs (on MONAI's ``MetricsSaver``): one CSV, one markdown table
+and a JSON summary, printed; and the side-by-side comparison of several methods' reports."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from monai.data import decollate_batch
+from monai.handlers import MetricsSaver
+from monai.handlers.utils import write_metrics_reports
 from monai.utils import min_version, optional_import, string_list_all_gather
 
 from ..visualize import plot_metric_comparison
 from .figures import log_artifact_to_mlflow
 
-Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -138,34 +141,49 @@ def compare_reports(
     return table
 
 
-class MetricsReport:
-    """At the end of an evaluation, write every image's metrics and their summary.
+class MetricsReport(MetricsSaver):
+    """At the end of an evaluation, write every image's metrics and their summary: MONAI's
+    ``MetricsSaver`` with the tables of this package.
 
-    Reads the per-image values that MONAI's metric handlers keep in
-    ``engine.state.metric_details`` (``save_details=True``, the default) and the image IDs of
-    the decollated batches, gathered across ranks under DDP, and writes into ``output_dir``:
+    Built on ``monai.handlers.MetricsSaver``: its handlers collect the image IDs of the decollated
+    batches (gathered across ranks under DDP), and MONAI's ``write_metrics_reports`` writes its files
+    into ``output_dir``: ``metrics.csv`` (the dataset-level values of ``engine.state.metrics``) and
+    ``<metric key>_raw.csv`` (one row per image, one column per class, from the per-image values
+    that MONAI's metric handlers keep in ``engine.state.metric_details``, ``save_details=True``).
+    On top of them, for the bundles' tables, comparisons and benchmarks:
 
-    - ``metrics_per_image.csv``: one row per image, one column per metric (and class, when a
-      metric scores several classes);
-    - ``metrics_summary.md``: mean, std, median, min, max, and the counts of ``inf`` / NaN values
-      per metric (:func:`summarize`); it is also printed;
+    - ``metrics_per_image.csv``: one row per image (``id`` first), one column per metric under its
+      display name (and class, ``<name>_class<c>``, when a metric scores several classes);
+    - ``metrics_summary.md``: mean, std, median, min, max, and the counts of ``inf`` / NaN values per
+      metric (:func:`summarize`: a mean with an ``inf`` is ``inf``, so a missed object is not hidden,
+      which NaN-skipping summaries would do); it is also printed;
     - ``metrics.json``: the same summary, machine-readable (``{"title", "num_images", "metrics":
-      {name: {"mean", "std", ...}}}``, non-finite values as the strings ``"inf"`` / ``"nan"``).
+      {name: {"mean", "std", ...}}, "dataset_metrics": {key: value}}``, ``dataset_metrics`` being the
+      numbers of ``engine.state.metrics``; non-finite values as the strings ``"inf"`` / ``"nan"``).
 
-    All three are logged to the MLflow run of ``mlflow_handler``.
+    The last three are logged to the MLflow run of ``mlflow_handler``.
 
     Args:
-        output_dir: folder of the two files.
+        output_dir: folder of the files.
         metric_names: which metrics, in which order, with display names, e.g.
             ``{"test_dice": "Dice", ...}``; None takes all in ``metric_details`` under their own names.
         id_key: key of the image identifier in the decollated batch; falls back to the image's
-            ``filename_or_obj`` metadata.
+            ``filename_or_obj`` metadata, then to the image's index.
         image_key: key of the image (for the fallback).
-        title: a heading printed above the table.
-        mlflow_handler: the ``MLFlowHandler`` whose run receives the two files (None: files only).
+        title: a heading printed above the table; a list is joined with ``", "``. The number of images
+            is appended (``"<title> (<n> images)"``, or ``"(<n> images, <title_note>)"``).
+        title_note: a remark added after the number of images (e.g. ``"original resolution"``).
+        mlflow_handler: the ``MLFlowHandler`` whose run receives the files (None: files only).
         print_table: print the table on stdout.
         compare_in: a folder whose sub-folders hold the reports of several methods (this report's
             ``output_dir`` being one of them); after writing, :func:`compare_reports` compares them.
+        summary_ops: MONAI's summary operations for ``<metric key>_summary.csv`` files
+            (``MetricsSaver``'s argument; None: no such files).
+        save_rank: the rank that writes (``MetricsSaver``'s argument).
+
+    Raises:
+        KeyError: at the end of the evaluation, if a named metric kept no per-image values.
+        ValueError: if a metric has another number of values than there are images.
     """
 
     def __init__(
@@ -174,45 +192,72 @@ class MetricsReport:
         metric_names: Mapping[str, str] | Sequence[str] | None = None,
         id_key: str = "id",
         image_key: str = "image",
-        title: str | None = None,
+        title: str | Sequence[str] | None = None,
+        title_note: str | None = None,
         mlflow_handler: MLFlowHandler | None = None,
         print_table: bool = True,
         compare_in: str | os.PathLike | None = None,
+        summary_ops: str | Sequence[str] | None = None,
+        save_rank: int = 0,
     ) -> None:
-        self.output_dir = Path(output_dir)
         if metric_names is not None and not isinstance(metric_names, Mapping):
             metric_names = {m: m for m in metric_names}
+        super().__init__(
+            save_dir=str(output_dir),
+            metrics="*",
+            metric_details="*" if metric_names is None else list(metric_names),
+            batch_transform=self._item_ids,
+            summary_ops=summary_ops,
+            save_rank=save_rank,
+        )
+        self.output_dir = Path(output_dir)
         self.metric_names = metric_names
         self.id_key = id_key
         self.image_key = image_key
-        self.title = title
+        self.title = title if title is None or isinstance(title, str) else ", ".join(str(t) for t in title)
+        self.title_note = title_note
         self.mlflow_handler = mlflow_handler
         self.print_table = print_table
         self.compare_in = None if compare_in is None else Path(compare_in)
-        self._ids: list[str] = []
         self.summary: dict[str, dict[str, float]] = {}
 
-    def attach(self, engine: Engine) -> None:
-        """Register the ID collection and the writing on ``engine``."""
-        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
-
-    def _reset(self, engine: Engine) -> None:
-        self._ids = []
-
-    def _collect(self, engine: Engine) -> None:
-        batch = engine.state.batch
-        if isinstance(batch, dict):
-            raise ValueError("MetricsReport needs a decollated batch (decollate=True in the evaluator).")
-        for item in batch:
+    def _item_ids(self, batch: Any) -> list[dict[str, str]]:
+        """``MetricsSaver``'s ``batch_transform``: one ``{"filename_or_obj": id}`` per image of the batch."""
+        items = decollate_batch(batch) if isinstance(batch, Mapping) else batch
+        out = []
+        for i, item in enumerate(items):
             if self.id_key in item:
-                self._ids.append(str(item[self.id_key]))
+                sid = item[self.id_key]
             else:
                 meta = getattr(item.get(self.image_key), "meta", {})
-                self._ids.append(str(meta.get("filename_or_obj", len(self._ids))))
+                sid = meta.get("filename_or_obj", len(self._filenames) + i)
+            out.append({"filename_or_obj": str(sid)})
+        return out
 
-    def _write(self, engine: Engine) -> None:
+    def full_title(self, num_images: int) -> str | None:
+        """The title with the number of images (and the note), as printed and written."""
+        if self.title is None:
+            return None
+        extra = f"{num_images} images" + (f", {self.title_note}" if self.title_note else "")
+        return f"{self.title} ({extra})"
+
+    def _columns(self, details: Mapping[str, Any], names: Mapping[str, str], n: int) -> dict[str, np.ndarray]:
+        columns: dict[str, np.ndarray] = {}
+        for key, display in names.items():
+            v = details[key]
+            v = v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, dtype=float)
+            v = v.reshape(v.shape[0], -1)
+            if v.shape[0] != n:
+                raise ValueError(f"MetricsReport: {key} has {v.shape[0]} values for {n} images.")
+            if v.shape[1] == 1:
+                columns[display] = v[:, 0]
+            else:
+                for c in range(v.shape[1]):
+                    columns[f"{display}_class{c}"] = v[:, c]
+        return columns
+
+    def __call__(self, engine: Engine) -> None:
+        """Write the reports (``Events.EPOCH_COMPLETED``): MONAI's files, then the tables of this package."""
         details: dict[str, Any] = getattr(engine.state, "metric_details", {}) or {}
         names = self.metric_names or {k: k for k in details}
         missing = [k for k in names if k not in details]
@@ -220,36 +265,37 @@ class MetricsReport:
             raise KeyError(
                 f"MetricsReport: no per-image values for {missing}; set save_details=True on those handlers."
             )
-        ids = string_list_all_gather(self._ids) if idist.get_world_size() > 1 else self._ids
-        columns: dict[str, np.ndarray] = {}
-        for key, display in names.items():
-            v = details[key]
-            v = v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, dtype=float)
-            v = v.reshape(v.shape[0], -1)
-            if v.shape[0] != len(ids):
-                raise ValueError(f"MetricsReport: {key} has {v.shape[0]} values for {len(ids)} images.")
-            if v.shape[1] == 1:
-                columns[display] = v[:, 0]
-            else:
-                for c in range(v.shape[1]):
-                    columns[f"{display}_class{c}"] = v[:, c]
-        if idist.get_rank() > 0:
+        ids = string_list_all_gather(self._filenames) if idist.get_world_size() > 1 else self._filenames
+        columns = self._columns(details, names, len(ids))
+        if idist.get_rank() != self.save_rank:
             return
+        dataset_metrics = {
+            k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float, np.number))
+        }
+        write_metrics_reports(
+            save_dir=self.save_dir,
+            images=ids,
+            metrics=dataset_metrics,
+            metric_details={k: details[k] for k in names},
+            summary_ops=self.summary_ops,
+            deli=self.deli,
+            output_type=self.output_type,
+        )
         self.summary = {name: summarize(col) for name, col in columns.items()}
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        csv_path = self.output_dir / "metrics_per_image.csv"
+        csv_path = self.output_dir / _PER_IMAGE_CSV
         with open(csv_path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["id", *columns])
             for i, sid in enumerate(ids):
                 w.writerow([sid, *(f"{columns[c][i]:.6g}" for c in columns)])
+        title = self.full_title(len(ids))
         table = format_summary_table(self.summary)
         md_path = self.output_dir / "metrics_summary.md"
-        md_path.write_text((f"## {self.title}\n\n" if self.title else "") + table + "\n")
+        md_path.write_text((f"## {title}\n\n" if title else "") + table + "\n")
         if self.print_table:
-            print(("\n" + self.title if self.title else "") + "\n" + table + "\n", flush=True)
+            print(("\n" + title if title else "") + "\n" + table + "\n", flush=True)
         json_path = self.output_dir / "metrics.json"
-        record = {"title": self.title, "num_images": len(ids), "metrics": self.summary}
+        record = {"title": title, "num_images": len(ids), "metrics": self.summary, "dataset_metrics": dataset_metrics}
         json_path.write_text(json.dumps(_json_safe(record), indent=1) + "\n")
         for p in (csv_path, md_path, json_path):
             log_artifact_to_mlflow(self.mlflow_handler, p, artifact_path="evaluation")

@@ -47,17 +47,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
 from monai.metrics import HausdorffDistanceMetric as _MonaiHausdorffDistanceMetric
 from monai.metrics.utils import (
     create_ignore_mask,
-    do_metric_reduction,
     get_surface_distance,
     prepare_spacing,
 )
 from monai.utils import MetricReduction, StrEnum, convert_to_tensor, look_up_option
 
-from .utils import check_binary_pair, empty_masks, tolerance_from_diagonal
+from .utils import ReducedCumulativeMetric, check_binary_pair, empty_masks, tolerance_from_diagonal
 
 __all__ = [
     "BoundaryDistanceCache",
@@ -717,8 +715,9 @@ class _BoundaryDistanceMixin:
         return self._values(self._distances(y_pred, y, kwargs.get("spacing")))
 
 
-class _CumulativeBoundaryMetric(_BoundaryDistanceMixin, CumulativeIterationMetric):
-    """Base of the cumulative boundary metrics: MONAI's ``CumulativeIterationMetric`` protocol."""
+class _CumulativeBoundaryMetric(_BoundaryDistanceMixin, ReducedCumulativeMetric):
+    """Base of the cumulative boundary metrics: MONAI's ``CumulativeIterationMetric`` protocol, the
+    buffered ``(N, C)`` values reduced by :meth:`ReducedCumulativeMetric.aggregate`."""
 
     def __init__(
         self,
@@ -727,22 +726,9 @@ class _CumulativeBoundaryMetric(_BoundaryDistanceMixin, CumulativeIterationMetri
         get_not_nans: bool = False,
         cache: BoundaryDistanceCache | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, get_not_nans)
         self.include_background = include_background
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
         self.cache = cache
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``(N, C)`` values with ``reduction`` (MONAI's ``do_metric_reduction``;
-        ``inf`` values are kept, so one missed object makes a mean distance ``inf``)."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError(f"the data to aggregate must be a PyTorch Tensor, got {type(data)}.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f
 
 
 class BoundaryFScoreMetric(_CumulativeBoundaryMetric):

@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 
-from .utils import check_probabilities
+from .utils import ReducedCumulativeMetric, check_probabilities
 
 __all__ = ["MMCLMetric", "compute_mmcl"]
 
@@ -41,7 +39,7 @@ def compute_mmcl(probabilities: Any) -> torch.Tensor:
     return top.reshape(top.shape[0], -1).mean(dim=1, keepdim=True)
 
 
-class MMCLMetric(CumulativeIterationMetric):
+class MMCLMetric(ReducedCumulativeMetric):
     """Cumulative MMCL (see :func:`compute_mmcl`): ``metric(y_pred=probabilities)`` per batch, then
     :meth:`aggregate`. The reference ``y`` is accepted and ignored, so the metric fits the same
     ``(y_pred, y)`` output transforms as the others.
@@ -52,19 +50,7 @@ class MMCLMetric(CumulativeIterationMetric):
     """
 
     def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False) -> None:
-        super().__init__()
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
+        super().__init__(reduction, get_not_nans)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
         return compute_mmcl(y_pred)
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``(N, 1)`` values with ``reduction``."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError(f"the data to aggregate must be a PyTorch Tensor, got {type(data)}.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f

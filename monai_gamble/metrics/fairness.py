@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import ignore_background
+from monai.metrics import ConfusionMatrixMetric, get_confusion_matrix
 
 from .utils import check_binary_pair
 
@@ -168,7 +167,8 @@ def format_fairness_table(
 
 def compute_class_intersection_union(y_pred: Any, y: Any, include_background: bool = True) -> torch.Tensor:
     """Per image and class, the pixel counts :math:`|P \\cap G|` and :math:`|P \\cup G|` of a prediction
-    P and a ground truth G, from which a dataset-level IoU is summed (:class:`ClassFairnessMetric`).
+    P and a ground truth G (true positives, and true positives + false positives + false negatives of
+    MONAI's ``get_confusion_matrix``), from which a dataset-level IoU is summed.
 
     Args:
         y_pred: binarised one-hot prediction ``(B, C, *spatial)`` (2D or 3D).
@@ -183,22 +183,22 @@ def compute_class_intersection_union(y_pred: Any, y: Any, include_background: bo
         ValueError: for mismatched shapes, NaN or non-binary inputs.
     """
     p, g = check_binary_pair(y_pred, y)
-    if not include_background:
-        p, g = ignore_background(p, g)
-    inter = (p & g).flatten(2).sum(-1)
-    union = (p | g).flatten(2).sum(-1)
-    return torch.stack([inter, union], 1).float()
+    tp, fp, _, fn = get_confusion_matrix(p.float(), g.float(), include_background).unbind(-1)
+    return torch.stack([tp, tp + fp + fn], 1)
 
 
-class ClassFairnessMetric(CumulativeIterationMetric):
+class ClassFairnessMetric(ConfusionMatrixMetric):
     """Per-class IoU over a whole evaluation (dataset-level, as Cityscapes reports it) and its
     fairness summary (:func:`fairness_summary`).
 
-    Every call ``metric(y_pred=..., y=...)`` buffers the per-image intersections and unions
-    (:func:`compute_class_intersection_union`); :meth:`aggregate` gives the IoU of each class,
-    :math:`\\mathrm{IoU}_c = \\sum_i |P_{i,c}\\cap G_{i,c}| / \\sum_i |P_{i,c}\\cup G_{i,c}|` over all
-    images i (NaN for a class in no prediction and no label: it is left out of the summary), and
-    :meth:`summary` the fairness criteria. Under DDP the buffers are gathered from all ranks.
+    The dataset-level IoU of a class is MONAI's ``ConfusionMatrixMetric(metric_name="threat score",
+    compute_sample=False, reduction="sum_batch")``: every call ``metric(y_pred=..., y=...)`` buffers
+    the per-image confusion matrices ``(B, C, 4)`` (true positives, false positives, true negatives,
+    false negatives), and :meth:`aggregate` sums them over all images i before dividing,
+    :math:`\\mathrm{IoU}_c = \\sum_i TP_{i,c} / \\sum_i (TP_{i,c} + FP_{i,c} + FN_{i,c})` (NaN for a
+    class in no prediction and no label: it is left out of the summary). This class adds the input
+    checks (binary one-hot tensors of the same shape) and :meth:`summary`, the fairness criteria. Under
+    DDP the buffers are gathered from all ranks.
 
     Args:
         include_background: whether to score the first channel.
@@ -219,24 +219,25 @@ class ClassFairnessMetric(CumulativeIterationMetric):
         reference_iou: Sequence[float] | np.ndarray | torch.Tensor | None = None,
         fraction: float = 0.25,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            include_background=include_background,
+            metric_name="threat score",
+            compute_sample=False,
+            reduction="sum_batch",
+        )
         if not (isinstance(fraction, (int, float)) and 0.0 < fraction <= 0.5):
             raise ValueError(f"fraction must lie in (0, 0.5], got {fraction!r}.")
-        self.include_background = include_background
         self.reference_iou = None if reference_iou is None else _as_vector(reference_iou, "reference_iou")
         self.fraction = float(fraction)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
-        return compute_class_intersection_union(y_pred, y, self.include_background)
+        p, g = check_binary_pair(y_pred, y)
+        return super()._compute_tensor(p.float(), g.float())
 
     def aggregate(self) -> torch.Tensor:  # type: ignore[override]
         """The ``(C,)`` per-class IoUs over everything buffered since the last :meth:`reset`."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError(f"the data to aggregate must be a PyTorch Tensor, got {type(data)}.")
-        counts = data.sum(0)
-        inter, union = counts[0], counts[1]
-        return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, math.nan))
+        (iou,) = super().aggregate()
+        return iou  # type: ignore[return-value]
 
     def summary(self) -> dict[str, float]:
         """:func:`fairness_summary` of :meth:`aggregate` (IoUs as fractions)."""

@@ -1,4 +1,4 @@
-"""Input checks shared by the metrics."""
+"""Input checks and the cumulative-metric base shared by the metrics."""
 
 from __future__ import annotations
 
@@ -6,10 +6,44 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics.utils import ignore_background
-from monai.utils import convert_to_tensor
+from monai.metrics import CumulativeIterationMetric
+from monai.metrics.utils import do_metric_reduction, ignore_background
+from monai.utils import MetricReduction, convert_to_tensor
 
-__all__ = ["check_binary_pair", "check_probabilities", "empty_masks", "tolerance_from_diagonal"]
+__all__ = [
+    "ReducedCumulativeMetric",
+    "check_binary_pair",
+    "check_probabilities",
+    "empty_masks",
+    "tolerance_from_diagonal",
+]
+
+
+class ReducedCumulativeMetric(CumulativeIterationMetric):
+    """A MONAI ``CumulativeIterationMetric`` whose :meth:`aggregate` reduces the buffered per-image
+    values with a ``MetricReduction`` (MONAI's ``do_metric_reduction``), as ``DiceMetric`` does: the
+    base of the package's MMCL and boundary metrics.
+
+    Args:
+        reduction: MONAI ``MetricReduction`` applied by :meth:`aggregate`.
+        get_not_nans: whether :meth:`aggregate` also returns the count of not-NaN values.
+    """
+
+    def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.get_not_nans = get_not_nans
+
+    def aggregate(
+        self, reduction: MetricReduction | str | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Reduce the buffered values with ``reduction`` (default the constructor's); NaN values are
+        left out, ``inf`` values kept (one missed object makes a mean distance ``inf``)."""
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"the data to aggregate must be a PyTorch Tensor, got {type(data)}.")
+        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
+        return (f, not_nans) if self.get_not_nans else f
 
 
 def _as_tensor(x: Any, name: str) -> torch.Tensor:

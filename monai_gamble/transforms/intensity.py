@@ -8,7 +8,7 @@ import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_dst_type, convert_to_tensor
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 __all__ = ["ToGrayscale", "ToGrayscaled", "ToGrayscaleD", "ToGrayscaleDict"]
 
@@ -32,7 +32,7 @@ class ToGrayscale(Transform):
         ValueError: for a channel count other than 1 to 4.
     """
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, weights: Sequence[float] = (0.299, 0.587, 0.114)) -> None:
         if len(weights) != 3:

@@ -13,7 +13,7 @@ import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform
-from monai.utils import convert_to_dst_type, convert_to_tensor
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 from skimage.color import hed_from_rgb, rgb_from_hed
 
 __all__ = ["RandHEDStainJitter", "RandHEDStainJitterD", "RandHEDStainJitterDict", "RandHEDStainJitterd"]
@@ -66,7 +66,7 @@ class RandHEDStainJitter(RandomizableTransform):
         >>> augmented = jitter(image)  # (3, H, W) in [0, 1]
     """
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
         self,

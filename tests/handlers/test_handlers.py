@@ -156,6 +156,25 @@ def test_metrics_report_writes_csv_and_markdown(tmp_path, capsys):
     assert report.summary["Chamfer"]["n_inf"] == 1
 
 
+def test_metrics_report_is_monais_metrics_saver_with_json_and_titles(tmp_path, capsys):
+    import json
+
+    from monai.handlers import MetricsSaver
+
+    report = MetricsReport(tmp_path, metric_names={"bf": "BF-score"}, title=["demo", "split"], title_note="test")
+    assert isinstance(report, MetricsSaver)
+    run_evaluator([report], all_metrics())
+    # MONAI's write_metrics_reports: the dataset-level values and each metric's per-image values
+    assert "bf," in (tmp_path / "metrics.csv").read_text()
+    raw = (tmp_path / "bf_raw.csv").read_text().splitlines()
+    assert raw[0] == "filename,class0,mean" and raw[1] == "case0,1.0,1.0"
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["title"] == "demo, split (3 images, test)" and record["num_images"] == 3
+    assert record["metrics"]["BF-score"]["mean"] == pytest.approx(0.5)
+    assert record["dataset_metrics"]["bf"] == pytest.approx(0.5) and record["dataset_metrics"]["chamfer"] == "inf"
+    assert "demo, split (3 images, test)" in capsys.readouterr().out
+
+
 def test_metrics_report_missing_details(tmp_path):
     report = MetricsReport(tmp_path, metric_names=["nope"])
     with pytest.raises(KeyError, match="nope"):

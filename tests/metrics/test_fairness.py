@@ -145,7 +145,7 @@ def test_ignite_handler_writes_summary_and_per_class_iou():
     assert [m[f"val_iou_iou_{n}"] for n in ["bg", "a", "b"]] == pytest.approx(iou)
     assert m["val_iou_worst_iou"] == pytest.approx(1 / 3)
     assert m["val_iou_std_iou"] == pytest.approx(np.std(iou, ddof=1))
-    assert engine.state.metric_details["val_iou"].shape == (2, 2, 3)
+    assert engine.state.metric_details["val_iou"].shape == (2, 3, 4)  # MONAI's (tp, fp, tn, fn) per image and class
     assert handler.last_summary["miou"] == pytest.approx(np.mean(iou))
 
 
@@ -175,3 +175,20 @@ def test_real_pathology_masks_per_class_iou(realdata):
     np.testing.assert_allclose(iou, [expected_bg, 1.0, 1.0, 0.0, 0.0], rtol=1e-6)
     s = metric.summary()
     assert s["worst_iou"] == 0.0 and s["sorted_bottom_miou"] == 0.0  # k = ceil(5/4) = 2: the two missed classes
+
+
+def test_dataset_level_iou_is_monais_threat_score_over_summed_confusion_matrices():
+    from monai.metrics import ConfusionMatrixMetric
+
+    g = torch.Generator().manual_seed(0)
+    pred, label = (onehot(torch.randint(0, 4, (6, 1, 12, 12), generator=g)[:, 0], 4) for _ in range(2))
+    ours = ClassFairnessMetric()
+    monai_ts = ConfusionMatrixMetric(metric_name="threat score", compute_sample=False, reduction="sum_batch")
+    for m in (ours, monai_ts):
+        m(y_pred=pred[:3], y=label[:3])
+        m(y_pred=pred[3:], y=label[3:])
+    torch.testing.assert_close(ours.aggregate(), monai_ts.aggregate()[0])
+    counts = compute_class_intersection_union(pred, label).sum(0)
+    torch.testing.assert_close(ours.aggregate(), counts[0] / counts[1])
+    with pytest.raises(ValueError):
+        ClassFairnessMetric()(y_pred=pred * 0.5, y=label)  # not binary
