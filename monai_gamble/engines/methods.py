@@ -124,7 +124,8 @@ class MethodSpec:
 _SPECS = {
     SegmentationMethod.GAMBLING: ("Gambler", "betting_map", ("loss", "critic_loss", "ce")),
     SegmentationMethod.ADVERSARIAL: ("PatchDiscriminator", None, ("loss", "critic_loss", "ce")),
-    SegmentationMethod.CONFIDENCE: ("ConfidenceNetwork", "confidence_map", ("loss", "critic_loss")),
+    # ConfidenceNetwork is an alias of Gambler (the same U-Net): its class is named "Gambler"
+    SegmentationMethod.CONFIDENCE: ("Gambler", "confidence_map", ("loss", "critic_loss")),
     SegmentationMethod.SEGAN: ("PatchDiscriminator", None, ("loss", "critic_loss")),
 }
 

@@ -34,7 +34,7 @@ CASES = [
     ("stochastic_tce", "CrossEntropyLoss", None, None, None),
     ("gambling", None, "GamblingObjective", "Gambler", "betting_map"),
     ("adversarial", None, "AdversarialObjective", "PatchDiscriminator", None),
-    ("confidence", None, "ConfidenceObjective", "ConfidenceNetwork", "confidence_map"),
+    ("confidence", None, "ConfidenceObjective", "Gambler", "confidence_map"),  # ConfidenceNetwork is Gambler
     ("segan", None, "SegANObjective", "PatchDiscriminator", None),
 ]
 
