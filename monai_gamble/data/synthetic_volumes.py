@@ -13,7 +13,7 @@ bundle's ``Orientationd`` and ``Spacingd`` have real work to do:
 - the **organ** (label 1): an irregular ellipsoid (60 HU, a little texture) on the right side,
   crossed by contrast-enhanced vessels (160 HU, not labelled: bright distractors), and on the
   left a second, unlabelled organ of similar density and pockets of bowel gas;
-- one or two **lesions** (label 2) inside it, of varied size (8-20 mm), shape (smooth to
+- one or two **lesions** (label 2) inside it, of varied size (12-40 mm across), shape (smooth to
   lobulated) and contrast: hypo- or hyperdense by 8 to 60 HU (the faintest are hard), some with an
   enhancing rim or a necrotic core;
 - the partial-volume blur of the slice profile (stronger across slices) and correlated noise of
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 #: class names of :func:`make_synthetic_volumes`, by label value
 SYNTHETIC_VOLUME_CLASSES = ("background", "organ", "lesion")
 #: version of the generator, in its marker: a dataset of an older version is not reused silently
-_VOLUMES_VERSION = 1
+_VOLUMES_VERSION = 2
 #: tissue intensities per modality family: air, fat, soft tissue, organ, bone (cancellous), cortex, vessel
 _TISSUES = {
     "CT": {"air": -1000.0, "fat": -100.0, "soft": 40.0, "organ": 60.0, "bone": 250.0, "cortex": 700.0, "vessel": 160.0},
@@ -147,7 +147,7 @@ def synthetic_volume_sample(
             break
         c_vox = inside[rng.integers(len(inside))]
         c = np.array([affine[i, i] * c_vox[i] + affine[i, 3] for i in range(3)])
-        r = rng.uniform(5, 12) * rng.uniform(0.8, 1.25, 3)
+        r = rng.uniform(7, 16) * rng.uniform(0.8, 1.25, 3)
         d = np.sqrt(sum(((g - ci) / ri) ** 2 for g, ci, ri in zip((x, y, z), c, r, strict=True)))
         d = d + rng.uniform(0.03, 0.3) * _smooth_field(rng, shape, np.maximum(sigma * 0.6, 0.5))
         this = (d <= 1.0) & organ
