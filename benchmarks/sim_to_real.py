@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> float:
         parser.error(f"--real_dir {real_dir} must hold image/ and mask/ (the TN-SCUI layout)")
     temporary = args.output_dir is None
     out = Path(tempfile.mkdtemp(prefix="sim_to_real_")) if temporary else args.output_dir.resolve()
+    if out.is_dir() and any(out.iterdir()) and not temporary:
+        parser.error(f"--output_dir {out} is not empty: give a new folder (a benchmark starts from nothing)")
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
 

@@ -128,8 +128,10 @@ def _noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float | tupl
     coarse = tuple(int(-(-n // k) + 1) if k > 1 else n for n, k in zip(shape, factor, strict=True))
     field = rng.standard_normal(coarse, dtype=_F32)
     field = ndimage.gaussian_filter(field, sigma=tuple(sig / factor), mode="reflect", truncate=3.0)
-    if factor.max() > 1:
-        field = ndimage.zoom(field, tuple(factor), order=1)[: shape[0], : shape[1]]
+    if factor.max() > 1:  # bilinear interpolation back to the full grid
+        size = (int(coarse[1] * factor[1]), int(coarse[0] * factor[0]))
+        field = np.array(Image.fromarray(field, mode="F").resize(size, Image.Resampling.BILINEAR))
+        field = field[: shape[0], : shape[1]]
     field -= field.mean()
     return field / (field.std() + 1e-6)
 
