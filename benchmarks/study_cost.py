@@ -2,7 +2,7 @@
 thyroid bundle, measured, and the wall time of a whole grid extrapolated from them.
 
 Each (method, architecture) trainer is built from the bundle's own config files (``train.json`` +
-the method's and the architecture's overrides, as ``monai_gamble.compare`` does) and run on random
+the method's and the architecture's overrides, as ``monai_gamble.study`` does) and run on random
 batches of the given size, without validation, tracking or checkpoints, for ``--iterations``
 iterations after one warm-up iteration. The extrapolation multiplies by the iterations of a run
 (``ceil(training images / batch) * epochs``) and the number of seeds; it leaves out validation
@@ -26,7 +26,7 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser
 
-from monai_gamble.compare import ARCHITECTURE_CONFIGS, METHOD_CONFIGS
+from monai_gamble.study import ARCHITECTURE_CONFIGS, METHOD_CONFIGS
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "thyroid_ultrasound_gambling"
 

@@ -1,4 +1,5 @@
-"""The study runner: a tiny grid through the thyroid bundle, resume, tables, MLflow tags, bad configs."""
+"""The study runner (monai_gamble.study): a tiny grid through the thyroid bundle, resume, tables, MLflow runs
+tagged by id, bad configs, the pandas aggregation, the paired comparison and the command lines."""
 
 import json
 import math
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monai_gamble.compare import StudyConfig, load_study_config, main, run_study, summarize_study
+from monai_gamble.study import StudyConfig, load_study_config, main, run_study, summarize_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "thyroid_ultrasound_gambling"
 TINY = {
     "synthetic_num_images": 12,
@@ -121,11 +122,11 @@ def test_summarize_without_runs_is_a_clear_error(tmp_path, bundle):
 
 
 def test_table_cells_show_spread_only_over_several_seeds():
-    from monai_gamble.compare import _cell
+    from monai_gamble.study import format_cell
 
-    assert _cell(0.5, math.nan, 0, 3, False) == "0.500"  # one seed: the sample std is undefined
-    assert _cell(0.5, 0.1, 2, 3, True) == "**0.500 ± 0.100** †2"
-    assert _cell(math.nan, math.nan, 20, 3, False) == "nan †20"
+    assert format_cell(0.5, math.nan, 0, 3, False) == "0.500"  # one seed: the sample std is undefined
+    assert format_cell(0.5, 0.1, 2, 3, True) == "**0.500 ± 0.100** †2"
+    assert format_cell(math.nan, math.nan, 20, 3, False) == "nan †20"
 
 
 class TestPairedComparison:
@@ -137,7 +138,7 @@ class TestPairedComparison:
     def test_hand_computed_case(self):
         from scipy.stats import wilcoxon
 
-        from monai_gamble.compare import paired_comparison
+        from monai_gamble.study import paired_comparison
 
         # values exact in binary, so that the differences tie exactly where they should
         method = self.runs(
@@ -154,7 +155,7 @@ class TestPairedComparison:
         assert min(d) <= r["ci_low"] < 0.125 < r["ci_high"] <= max(d)
 
     def test_lower_is_better_and_infinite_distances(self):
-        from monai_gamble.compare import paired_comparison
+        from monai_gamble.study import paired_comparison
 
         method = [{"a": {"Chamfer": 2.0}, "b": {"Chamfer": math.inf}, "c": {"Chamfer": 3.0}}]
         base = [{"a": {"Chamfer": 4.0}, "b": {"Chamfer": 1.0}, "c": {"Chamfer": 5.0}}]
@@ -163,7 +164,7 @@ class TestPairedComparison:
         assert r["mean_diff"] == pytest.approx(-2.0) and (r["wins"], r["losses"]) == (2, 0)
 
     def test_different_images_are_refused(self):
-        from monai_gamble.compare import paired_comparison
+        from monai_gamble.study import paired_comparison
 
         with pytest.raises(ValueError, match="different images"):
             paired_comparison(self.runs([0.5, 0.6]), self.runs([0.5, 0.6, 0.7]), "Dice")
@@ -181,16 +182,95 @@ def test_paired_and_base_configs_are_checked(tmp_path, bundle):
 
 
 def test_command_line_overrides():
-    from monai_gamble.compare import _parse_override
+    from monai_gamble.study import parse_override
 
-    assert _parse_override("max_epochs=3") == ("max_epochs", 3)
-    assert _parse_override("image_size=[96, 96]") == ("image_size", [96, 96])
-    assert _parse_override("dataset_dir=/data/ddti") == ("dataset_dir", "/data/ddti")
+    assert parse_override("max_epochs=3") == ("max_epochs", 3)
+    assert parse_override("image_size=[96, 96]") == ("image_size", [96, 96])
+    assert parse_override("dataset_dir=/data/ddti") == ("dataset_dir", "/data/ddti")
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        _parse_override("max_epochs")
+        parse_override("max_epochs")
 
 
 def test_path_overrides_are_relative_to_the_study_config(tmp_path, bundle):
     config = load_study_config(write_config(tmp_path, bundle, overrides={**TINY, "dataset_dir": "data/ddti"}))
     assert config.overrides["dataset_dir"] == str(tmp_path / "data" / "ddti")
     assert config.overrides["max_epochs"] == 1
+
+
+def test_aggregation_is_a_groupby_over_seeds_with_finite_means_and_inf_counts():
+    import numpy as np
+    import pandas as pd
+
+    from monai_gamble.study import aggregate_runs
+
+    per_run = pd.DataFrame(
+        [
+            ("ce", "unet", 0, "Dice", 0.5, 0),
+            ("ce", "unet", 1, "Dice", 0.7, 0),
+            ("ce", "unet", 0, "Chamfer", 3.0, 1),
+            ("ce", "unet", 1, "Chamfer", math.nan, 4),  # every image infinite: no finite mean
+            ("gambling", "unet", 0, "Dice", 0.9, 0),
+        ],
+        columns=["method", "architecture", "seed", "metric", "value", "n_inf"],
+    )
+    agg = aggregate_runs(per_run)
+    assert list(agg.index) == [("ce", "unet", "Chamfer"), ("ce", "unet", "Dice"), ("gambling", "unet", "Dice")]
+    dice = agg.loc[("ce", "unet", "Dice")]
+    assert dice["mean"] == pytest.approx(0.6) and dice["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    chamfer = agg.loc[("ce", "unet", "Chamfer")]
+    assert chamfer["mean"] == 3.0 and math.isnan(chamfer["std"]) and chamfer["n_runs"] == 2 and chamfer["n_inf"] == 5
+    assert math.isnan(agg.loc[("gambling", "unet", "Dice"), "std"])  # one seed: no spread
+
+
+def test_run_metrics_reads_ids_as_text_and_counts_inf(tmp_path):
+    from monai_gamble.study import read_per_image, run_metrics
+
+    path = tmp_path / "metrics_per_image.csv"
+    path.write_text("id,Dice,Chamfer\n007,0.5,2\n010,0.7,inf\n")
+    assert list(read_per_image(path).index) == ["007", "010"]
+    m = run_metrics(path)
+    assert m.loc["Dice", "value"] == pytest.approx(0.6) and m.loc["Chamfer", "value"] == 2.0
+    assert m.loc["Chamfer", "n_inf"] == 1 and m.loc["Dice", "n_inf"] == 0
+
+
+def test_child_runs_are_created_and_tagged_by_id_and_stale_ones_renamed(tmp_path, bundle):
+    import mlflow
+
+    from monai_gamble.study import finish_run, start_child_run
+
+    config = load_study_config(write_config(tmp_path, bundle))
+    client = mlflow.MlflowClient(config.tracking_uri)
+    stale = start_child_run(config, "ce_unet_seed0_train", {"method": "ce"})  # left RUNNING by a crash
+    run_id = start_child_run(config, "ce_unet_seed0_train", {"method": "ce", "seed": "0"})
+    assert client.get_run(stale).info.status == "FAILED"
+    assert client.get_run(stale).info.run_name == "ce_unet_seed0_train_interrupted"
+    run = client.get_run(run_id)
+    assert run.info.status == "RUNNING" and run.data.tags["seed"] == "0"
+    finish_run(config, run_id)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    # a finished run of the same name (an earlier study) is left as it is
+    again = start_child_run(config, "ce_unet_seed0_train", {"method": "ce"})
+    assert client.get_run(run_id).info.run_name == "ce_unet_seed0_train" and again != run_id
+
+
+@pytest.mark.parametrize("module", ["monai_gamble.study", "monai_gamble.compare"])
+def test_both_command_lines_work(module):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--override KEY=VALUE" in proc.stdout
+    if module.endswith("compare"):
+        assert "deprecated: use monai_gamble.study" in proc.stderr
+
+
+def test_the_old_module_forwards_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("monai_gamble.compare", None)
+    with pytest.warns(DeprecationWarning, match="use monai_gamble.study"):
+        compare = importlib.import_module("monai_gamble.compare")
+    import monai_gamble.study as study
+
+    assert compare.run_study is study.run_study and compare.load_study_config is study.load_study_config
