@@ -29,7 +29,7 @@ __all__ = ["ThyroidScanLayout", "make_thyroid_ultrasound", "thyroid_ultrasound_s
 
 _MARKER = "synthetic.json"
 #: version of the thyroid generator, in its marker: a dataset of an older version is not reused silently
-_THYROID_VERSION = 2
+_THYROID_VERSION = 3
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
