@@ -4,9 +4,11 @@ The package is organised by layer, as MONAI is; each layer imports only from the
 before it in this list:
 
 ``data`` -> ``transforms`` -> ``networks`` -> ``losses`` -> ``metrics`` -> ``visualize``
--> ``inferers`` -> ``engines`` -> ``handlers``.
+-> ``inferers`` -> ``engines`` -> ``handlers`` -> ``study``; ``utils`` (the workflow helpers that
+bundle configs call: device, process group, run names, tracking URI) imports none of them.
 
-``import monai_gamble`` imports every layer, so that a bundle config that starts with
+``import monai_gamble`` imports every layer but ``study`` (the study runner, ``python -m
+monai_gamble.study``), so that a bundle config that starts with
 ``"$import monai_gamble"`` can name ``monai_gamble.losses.X`` in its ``_target_`` values.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import data, engines, handlers, inferers, losses, metrics, networks, transforms, visualize
+from . import data, engines, handlers, inferers, losses, metrics, networks, transforms, utils, visualize
 
 __all__ = [
     "__version__",
@@ -26,5 +28,6 @@ __all__ = [
     "metrics",
     "networks",
     "transforms",
+    "utils",
     "visualize",
 ]

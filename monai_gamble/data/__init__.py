@@ -4,6 +4,7 @@ from .datasets import (
     DDTI_HALF_SCAN_OFFSET,
     SPLIT_NAMES,
     TNSCUIGrouping,
+    count_items,
     ddti_scan_group,
     evaluation_datalist,
     evaluation_name,
@@ -24,6 +25,7 @@ from .decathlon import (
 from .loaders import training_dataloader
 from .nerve import find_conflicting_duplicates, nerve_datalist, nerve_test_datalist
 from .pathology import MONUSAC_CLASSES, SARDER_GLOMERULI_CLASSES, PathologyLayout, pathology_datalist
+from .preparation import input_folder, prepare_dataset, synthetic_dataset_dir
 from .rle import RLEFormat, masks_to_rle_csv, rle_decode, rle_encode, rle_union
 from .samplers import ClassConditionalBatchSampler, class_presence
 from .siim import (
@@ -49,6 +51,10 @@ from .synthetic_volumes import (
 from .synthetic_xray import chest_xray_sample, make_chest_xrays
 
 __all__ = [
+    "count_items",
+    "input_folder",
+    "prepare_dataset",
+    "synthetic_dataset_dir",
     "SYNTHETIC_VOLUME_CLASSES",
     "SegmentationDataset",
     "SegmentationLayout",

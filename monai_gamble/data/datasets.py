@@ -23,6 +23,7 @@ __all__ = [
     "DDTI_HALF_SCAN_OFFSET",
     "SPLIT_NAMES",
     "TNSCUIGrouping",
+    "count_items",
     "ddti_scan_group",
     "evaluation_datalist",
     "evaluation_name",
@@ -599,6 +600,12 @@ def evaluation_datalist(
             f"layout: {e}"
         ) from e
     return items
+
+
+def count_items(items: Sequence[dict[str, Any]], key: str) -> int:
+    """How many items of a datalist have a true ``key`` (e.g. ``"positive"``: the SIIM radiographs with
+    a pneumothorax); an item without the key does not count."""
+    return sum(bool(item.get(key)) for item in items)
 
 
 def evaluation_name(split: str = "test", external_dir: str | os.PathLike | None = None) -> str:

@@ -17,10 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.utils import min_version, optional_import
 from torch.utils.data import Sampler
-
-idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 
 __all__ = ["ClassConditionalBatchSampler", "class_presence"]
 
@@ -31,16 +28,20 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def class_presence(labels: Iterable[Any], num_classes: int, ignore_index: int | None = None) -> np.ndarray:
+def class_presence(
+    labels: Iterable[Any], num_classes: int, ignore_index: int | None = None, key: str | None = None
+) -> np.ndarray:
     """Which classes each label map contains: the sets :math:`\\mathcal{D}_c` of Algorithm 1 as a matrix.
 
     Args:
         labels: one label map per image, channel first as MONAI's dictionary transforms give them:
             index labels ``(1, *spatial)`` with values in ``0..num_classes-1`` (or ``ignore_index``),
             or one-hot / probability maps ``(num_classes, *spatial)`` (a class is present where its
-            channel is > 0). Arrays or tensors, 2D or 3D.
+            channel is > 0). Arrays or tensors, 2D or 3D. With ``key``, items holding them instead
+            (e.g. a MONAI dataset of ``{"image", "label"}`` dicts).
         num_classes: the number of classes C (including the background).
         ignore_index: label value of pixels that count for no class.
+        key: the key of the label map in each item of ``labels`` (None: ``labels`` are the maps).
 
     Returns:
         ``(N, C)`` boolean array: ``presence[i, c]`` is True when image i has a pixel of class c.
@@ -58,6 +59,8 @@ def class_presence(labels: Iterable[Any], num_classes: int, ignore_index: int | 
         raise ValueError(f"num_classes must be at least 1, got {num_classes}.")
     rows = []
     for i, label in enumerate(labels):
+        if key is not None:
+            label = label[key]
         a = _as_numpy(label)
         if a.ndim < 2:
             raise ValueError(f"label {i} has shape {a.shape}: expected channel-first (1, *spatial) or (C, *spatial).")
@@ -87,11 +90,11 @@ def class_presence(labels: Iterable[Any], num_classes: int, ignore_index: int | 
 
 
 def _dist_defaults(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
-    """The world size and rank of the process group (Ignite's, 1 and 0 without one), unless given."""
+    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
     if num_replicas is None:
-        num_replicas = idist.get_world_size()
+        num_replicas = torch.distributed.get_world_size() if initialized else 1
     if rank is None:
-        rank = idist.get_rank()
+        rank = torch.distributed.get_rank() if initialized else 0
     if num_replicas < 1 or not 0 <= rank < num_replicas:
         raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas} and {rank}.")
     return int(num_replicas), int(rank)

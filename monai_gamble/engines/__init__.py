@@ -31,6 +31,7 @@ from .objectives import (
     call_critic,
     correctness_target,
     supervised_only,
+    with_critic_map,
 )
 from .semi_supervised import SemiSupervisedAdversarialTrainer
 from .trainer import Alternation, SegmenterCriticTrainer, frozen
@@ -68,4 +69,5 @@ __all__ = [
     "correctness_target",
     "frozen",
     "supervised_only",
+    "with_critic_map",
 ]

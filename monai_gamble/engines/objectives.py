@@ -62,6 +62,7 @@ __all__ = [
     "call_critic",
     "correctness_target",
     "supervised_only",
+    "with_critic_map",
 ]
 
 #: A critic as the objectives call it: ``critic(image, prediction) -> tensor``.
@@ -95,6 +96,18 @@ def supervised_only(loss: torch.Tensor, name: str = "ce", **terms: torch.Tensor)
         >>> supervised_only(ce)  # ObjectiveOutput(ce, terms={"ce": ce.detach()})
     """
     return ObjectiveOutput(loss, terms={name: loss.detach(), **{k: v.detach() for k, v in terms.items()}})
+
+
+def with_critic_map(keys: Sequence[str], objective: CriticObjective | None, critic: Any) -> list[str]:
+    """``keys`` and, when there is a critic and its objective has a per-pixel map, the map's key
+    (``objective.map_name``): the keys of an evaluator's output to draw or invert, for a method with or
+    without a critic (a config's ``critic`` may be null).
+
+    Example:
+        >>> with_critic_map(["prob"], GamblingObjective(), gambler)  # ["prob", "betting_map"]
+    """
+    name = getattr(objective, "map_name", None) if critic is not None else None
+    return [*keys, name] if name else list(keys)
 
 
 class CriticInput(StrEnum):

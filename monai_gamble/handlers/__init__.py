@@ -1,11 +1,14 @@
 """Ignite handlers: metric handlers, per-image reports, and figures logged to MLflow."""
 
 from .critic_map import CriticMapHandler
+from .ensemble_weights import EnsembleWeightsReport
 from .fairness import ClassFairness
 from .figures import SegmentationFigureHandler, log_artifact_to_mlflow
 from .metrics import MMCL, BoundaryFScore, ChamferDistance, HausdorffDistance, shared_boundary_cache
+from .outputs import OutputSummary
+from .per_class import PerClassMetrics
 from .progress import ProgressBar
-from .progressive import ProgressiveResizing, ResizeStage
+from .progressive import ProgressiveResizing, ResizeStage, describe_stages, total_epochs
 from .report import MetricsReport, compare_reports, format_summary_table, summarize
 from .segmentation_metrics import (
     SegmentationMetric,
@@ -30,8 +33,11 @@ __all__ = [
     "ChamferDistance",
     "ClassFairness",
     "CriticMapHandler",
+    "EnsembleWeightsReport",
     "HausdorffDistance",
     "MetricsReport",
+    "OutputSummary",
+    "PerClassMetrics",
     "ProgressBar",
     "ProgressiveResizing",
     "ResizeStage",
@@ -39,8 +45,10 @@ __all__ = [
     "StochasticTCEHandler",
     "StochasticWeightAveraging",
     "compare_reports",
+    "describe_stages",
     "format_summary_table",
     "log_artifact_to_mlflow",
     "shared_boundary_cache",
     "summarize",
+    "total_epochs",
 ]

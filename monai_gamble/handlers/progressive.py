@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 else:
     Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
-__all__ = ["ProgressiveResizing", "ResizeStage"]
+__all__ = ["ProgressiveResizing", "ResizeStage", "describe_stages", "total_epochs"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,22 @@ class ResizeStage(dict):
         """The spatial size as ``"HxW"`` (or one number for an int)."""
         size = self["spatial_size"]
         return str(size) if isinstance(size, int) else "x".join(map(str, size))
+
+
+def total_epochs(stages: Sequence[Mapping[str, Any]]) -> int:
+    """The length of a schedule of :class:`ProgressiveResizing` (the sum of its stages' ``epochs``): a
+    trainer's ``max_epochs`` that runs every stage once.
+
+    Raises:
+        ValueError: for a bad stage (see :class:`ResizeStage`).
+    """
+    return sum(int(ResizeStage(i, s)["epochs"]) for i, s in enumerate(stages))
+
+
+def describe_stages(stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A schedule as plain values, for logging it as a parameter: each stage's settings, a
+    ``loss_function`` by its class name."""
+    return [{k: type(v).__name__ if callable(v) else v for k, v in s.items()} for s in stages]
 
 
 def _is_objective(obj: Any) -> bool:

@@ -173,6 +173,10 @@ class MetricsReport(MetricsSaver):
         title: a heading printed above the table; a list is joined with ``", "``. The number of images
             is appended (``"<title> (<n> images)"``, or ``"(<n> images, <title_note>)"``).
         title_note: a remark added after the number of images (e.g. ``"original resolution"``).
+        title_counts: more counts after the number of images, e.g. ``{"with pneumothorax": 5}`` gives
+            ``"(20 images, 5 with pneumothorax, ...)"``.
+        class_names: the names of the classes of a multi-class metric's ``<name>_class<c>`` columns,
+            listed in the title (``"classes: 0 background, 1 glomeruli, ..."``).
         mlflow_handler: the ``MLFlowHandler`` whose run receives the files (None: files only).
         print_table: print the table on stdout.
         compare_in: a folder whose sub-folders hold the reports of several methods (this report's
@@ -194,6 +198,8 @@ class MetricsReport(MetricsSaver):
         image_key: str = "image",
         title: str | Sequence[str] | None = None,
         title_note: str | None = None,
+        title_counts: Mapping[str, int] | None = None,
+        class_names: Sequence[str] | None = None,
         mlflow_handler: MLFlowHandler | None = None,
         print_table: bool = True,
         compare_in: str | os.PathLike | None = None,
@@ -216,6 +222,8 @@ class MetricsReport(MetricsSaver):
         self.image_key = image_key
         self.title = title if title is None or isinstance(title, str) else ", ".join(str(t) for t in title)
         self.title_note = title_note
+        self.title_counts = dict(title_counts or {})
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
         self.mlflow_handler = mlflow_handler
         self.print_table = print_table
         self.compare_in = None if compare_in is None else Path(compare_in)
@@ -238,8 +246,12 @@ class MetricsReport(MetricsSaver):
         """The title with the number of images (and the note), as printed and written."""
         if self.title is None:
             return None
-        extra = f"{num_images} images" + (f", {self.title_note}" if self.title_note else "")
-        return f"{self.title} ({extra})"
+        parts = [f"{num_images} images", *(f"{n} {what}" for what, n in self.title_counts.items())]
+        if self.title_note:
+            parts.append(self.title_note)
+        if self.class_names:
+            parts.append("classes: " + ", ".join(f"{i} {n}" for i, n in enumerate(self.class_names)))
+        return f"{self.title} ({', '.join(parts)})"
 
     def _columns(self, details: Mapping[str, Any], names: Mapping[str, str], n: int) -> dict[str, np.ndarray]:
         columns: dict[str, np.ndarray] = {}

@@ -538,7 +538,8 @@ def make_ensemble_inferer(
         a: the ASME base (``"asme"`` only).
         blend: ``"logits"`` (default: the ASME paper's blend) or ``"probabilities"``, for every method.
         area_rule: an area rule applied inside the inferer, or None.
-        area_rule_on: ``"ensemble"`` or ``"uniform"``.
+        area_rule_on: ``"ensemble"`` or ``"uniform"``; without an ``area_rule`` it is moot and only
+            checked (a config can pass its choice whether or not the rule is applied in the inferer).
         kwargs: the other arguments of the inferers (``activation``, ``threshold``, ``inferer``, ...).
 
     Returns:
@@ -551,7 +552,9 @@ def make_ensemble_inferer(
         >>> inferer = make_ensemble_inferer("asme", transforms=[[], [0], [1], [0, 1]], a=100.0)
     """
     method = look_up_option(ensemble, EnsembleMethod)
-    common = {"blend": blend, "area_rule": area_rule, "area_rule_on": area_rule_on, **kwargs}
+    on = look_up_option(area_rule_on, AreaRuleOn) if area_rule is not None else AreaRuleOn.ENSEMBLE
+    look_up_option(area_rule_on, AreaRuleOn)  # a typo is an error with or without a rule
+    common = {"blend": blend, "area_rule": area_rule, "area_rule_on": on, **kwargs}
     if method == EnsembleMethod.NONE:
         return TransformEnsembleInferer(transforms=[()], **common)
     if method == EnsembleMethod.MEAN:

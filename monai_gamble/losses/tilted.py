@@ -52,8 +52,10 @@ class TiltLevel(StrEnum):
 
 
 class TCEMethod(StrEnum):
-    """The three ways of training with tilted cross-entropy, as a config selects them (:func:`tilted_loss`).
+    """The three ways of training with tilted cross-entropy, and their baseline, as a config selects them
+    (:func:`tilted_loss`).
 
+    - ``"ce"``: the plain (class-weighted) cross-entropy, eq. 1: the baseline, TCE's limit ``t -> 0``.
     - ``"tce_image"``: :class:`TiltedCrossEntropyLoss` with ``level="image"`` (eq. 2).
     - ``"tce_class"``: :class:`TiltedCrossEntropyLoss` with ``level="class"`` (eq. 3).
     - ``"stochastic_tce"``: Algorithm 1: the plain cross-entropy (eq. 1) on minibatches drawn by
@@ -61,6 +63,7 @@ class TCEMethod(StrEnum):
       :class:`monai_gamble.handlers.StochasticTCEHandler` tilts after every iteration.
     """
 
+    CE = "ce"
     TCE_IMAGE = "tce_image"
     TCE_CLASS = "tce_class"
     STOCHASTIC_TCE = "stochastic_tce"
@@ -256,6 +259,7 @@ def tilted_loss(
 ) -> _Loss:
     """The loss to train with for a TCE method named in a config (:class:`TCEMethod`).
 
+    ``"ce"`` gives the plain :class:`~monai_gamble.losses.CrossEntropyLoss` (the baseline).
     ``"tce_image"`` and ``"tce_class"`` give :class:`TiltedCrossEntropyLoss` at that level with tilt
     ``t``. ``"stochastic_tce"`` (Algorithm 1 of Szabó et al.) gives the plain
     :class:`~monai_gamble.losses.CrossEntropyLoss` (eq. 1): there the tilt ``t`` (and the rate
@@ -264,7 +268,7 @@ def tilted_loss(
     checked here so that a config error shows early.
 
     Args:
-        method: ``"tce_image"``, ``"tce_class"`` or ``"stochastic_tce"``.
+        method: ``"ce"``, ``"tce_image"``, ``"tce_class"`` or ``"stochastic_tce"``.
         t: the tilt, a finite number.
         weight: optional class weights.
         ignore_index: label value of pixels to ignore (index labels only).
@@ -281,7 +285,7 @@ def tilted_loss(
     """
     method = look_up_option(method, TCEMethod)
     t = _check_tilt(t)
-    if method == TCEMethod.STOCHASTIC_TCE:
+    if method in (TCEMethod.CE, TCEMethod.STOCHASTIC_TCE):
         return CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
     level = TiltLevel.IMAGE if method == TCEMethod.TCE_IMAGE else TiltLevel.CLASS
     return TiltedCrossEntropyLoss(t=t, level=level, weight=weight, ignore_index=ignore_index)

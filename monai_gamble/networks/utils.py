@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from monai.utils import InterpolateMode
 from torch import nn
 
-__all__ = ["checkpoint_state_dict", "linear_interpolation_mode", "linear_resize", "load_pretrained"]
+__all__ = ["checkpoint_state_dict", "linear_interpolation_mode", "linear_resize", "load_pretrained", "set_bn_momentum"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,3 +186,24 @@ def load_pretrained(
     target.load_state_dict(state, strict=True)
     logger.info("%s initialised from %s (%r, %d tensors).", type(target).__name__, path, what, len(state))
     return network
+
+
+def set_bn_momentum(network: nn.Module, momentum: float | None) -> int:
+    """Set the ``momentum`` of every batch-norm layer of ``network`` (running statistics
+    ``(1 - momentum) * running + momentum * batch``; PyTorch's default is 0.1, MONAI's EfficientNet
+    encoders use 0.01, slow for short runs); None leaves them as they are.
+
+    Returns:
+        The number of layers changed.
+
+    Raises:
+        ValueError: for a momentum outside [0, 1].
+    """
+    if momentum is None:
+        return 0
+    if not 0.0 <= float(momentum) <= 1.0:
+        raise ValueError(f"batch-norm momentum must lie in [0, 1], got {momentum}.")
+    layers = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.momentum = float(momentum)
+    return len(layers)

@@ -18,9 +18,27 @@ from .modality import (
     ScaleIntensityByModalityDict,
     intensity_scaling_for,
 )
-from .post import ClearSmallMask, ClearSmallMaskD, ClearSmallMaskd, ClearSmallMaskDict
+from .post import (
+    ClearSmallMask,
+    ClearSmallMaskD,
+    ClearSmallMaskd,
+    ClearSmallMaskDict,
+    RemoveSmallComponents,
+    RemoveSmallComponentsD,
+    RemoveSmallComponentsd,
+    RemoveSmallComponentsDict,
+)
 from .rle import RLEToMask, RLEToMaskD, RLEToMaskd, RLEToMaskDict
-from .stain import RandHEDStainJitter, RandHEDStainJitterD, RandHEDStainJitterd, RandHEDStainJitterDict
+from .stain import (
+    NormalizeHEStainsChannelFirst,
+    NormalizeHEStainsChannelFirstD,
+    NormalizeHEStainsChannelFirstd,
+    NormalizeHEStainsChannelFirstDict,
+    RandHEDStainJitter,
+    RandHEDStainJitterD,
+    RandHEDStainJitterd,
+    RandHEDStainJitterDict,
+)
 
 __all__ = [
     "IntensityScaling",
@@ -49,10 +67,18 @@ __all__ = [
     "InvertMonochrome1D",
     "InvertMonochrome1Dict",
     "InvertMonochrome1d",
+    "NormalizeHEStainsChannelFirst",
+    "NormalizeHEStainsChannelFirstD",
+    "NormalizeHEStainsChannelFirstDict",
+    "NormalizeHEStainsChannelFirstd",
     "RandHEDStainJitter",
     "RandHEDStainJitterD",
     "RandHEDStainJitterDict",
     "RandHEDStainJitterd",
+    "RemoveSmallComponents",
+    "RemoveSmallComponentsD",
+    "RemoveSmallComponentsDict",
+    "RemoveSmallComponentsd",
     "RLEToMask",
     "RLEToMaskD",
     "RLEToMaskDict",

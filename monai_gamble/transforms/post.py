@@ -8,10 +8,38 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
-from monai.transforms import MapTransform, Transform
+from monai.transforms import MapTransform, RemoveSmallObjects, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-__all__ = ["ClearSmallMask", "ClearSmallMaskD", "ClearSmallMaskDict", "ClearSmallMaskd"]
+__all__ = [
+    "ClearSmallMask",
+    "ClearSmallMaskD",
+    "ClearSmallMaskDict",
+    "ClearSmallMaskd",
+    "RemoveSmallComponents",
+    "RemoveSmallComponentsD",
+    "RemoveSmallComponentsDict",
+    "RemoveSmallComponentsd",
+]
+
+
+def _reference_shape(reference_shape: Sequence[int] | None) -> tuple[int, ...] | None:
+    if reference_shape is not None and (not len(reference_shape) or any(s <= 0 for s in reference_shape)):
+        raise ValueError(f"reference_shape must be positive sizes, got {reference_shape}.")
+    return None if reference_shape is None else tuple(int(s) for s in reference_shape)
+
+
+def _scaled_area(area: float, reference_shape: tuple[int, ...] | None, spatial_shape: Sequence[int]) -> float:
+    """``area`` (given at ``reference_shape``) in pixels of an input of ``spatial_shape``: scaled by the
+    ratio of the two areas (unchanged without a reference shape)."""
+    if reference_shape is None:
+        return area
+    if len(spatial_shape) != len(reference_shape):
+        raise ValueError(
+            f"reference_shape {reference_shape} has {len(reference_shape)} dimensions, the input "
+            f"{len(spatial_shape)} ({tuple(spatial_shape)})."
+        )
+    return area * float(np.prod(spatial_shape)) / float(np.prod(reference_shape))
 
 
 class ClearSmallMask(Transform):
@@ -56,21 +84,12 @@ class ClearSmallMask(Transform):
     def __init__(self, area_threshold: float = 2500, reference_shape: Sequence[int] | None = None) -> None:
         if not np.isfinite(area_threshold) or area_threshold < 0:
             raise ValueError(f"area_threshold must be a non-negative number, got {area_threshold}.")
-        if reference_shape is not None and (not len(reference_shape) or any(s <= 0 for s in reference_shape)):
-            raise ValueError(f"reference_shape must be positive sizes, got {reference_shape}.")
         self.area_threshold = float(area_threshold)
-        self.reference_shape = None if reference_shape is None else tuple(int(s) for s in reference_shape)
+        self.reference_shape = _reference_shape(reference_shape)
 
     def threshold_for(self, spatial_shape: Sequence[int]) -> float:
         """The threshold in pixels of an input of ``spatial_shape`` (scaled from ``reference_shape``)."""
-        if self.reference_shape is None:
-            return self.area_threshold
-        if len(spatial_shape) != len(self.reference_shape):
-            raise ValueError(
-                f"reference_shape {self.reference_shape} has {len(self.reference_shape)} dimensions, the input "
-                f"{len(spatial_shape)} ({tuple(spatial_shape)})."
-            )
-        return self.area_threshold * float(np.prod(spatial_shape)) / float(np.prod(self.reference_shape))
+        return _scaled_area(self.area_threshold, self.reference_shape, spatial_shape)
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """
@@ -135,3 +154,82 @@ class ClearSmallMaskd(MapTransform):
 
 
 ClearSmallMaskD = ClearSmallMaskDict = ClearSmallMaskd
+
+
+class RemoveSmallComponents(Transform):
+    """Remove every connected component of a predicted mask smaller than ``min_area`` pixels, the area
+    given at ``reference_shape`` and scaled to the input's size (MONAI's ``RemoveSmallObjects`` with
+    ``min_size = max(1, round(min_area * |input| / |reference|))``), or nothing when ``min_area`` is 0.
+
+    The SIIM-ACR pneumothorax report removed components below 2,000 px at 1024x1024; with
+    ``reference_shape=(1024, 1024)`` the same value serves at every training resolution (125 px at
+    256x256). :class:`ClearSmallMask` is the whole-mask alternative.
+
+    Args:
+        min_area: components of fewer pixels (at ``reference_shape``) are removed; 0 keeps all.
+        reference_shape: the spatial shape at which ``min_area`` is given, in the order of the input's
+            spatial axes, or None to count in the input's own pixels.
+        connectivity: MONAI's ``RemoveSmallObjects`` connectivity (1: faces only).
+
+    Raises:
+        ValueError: for a negative or non-finite ``min_area`` or a bad reference shape.
+
+    Example:
+        >>> RemoveSmallComponents(2000, reference_shape=(1024, 1024))(pred)  # pred (1, 256, 256): below 125 px go
+    """
+
+    backend = RemoveSmallObjects.backend
+
+    def __init__(
+        self, min_area: float = 0, reference_shape: Sequence[int] | None = None, connectivity: int = 1
+    ) -> None:
+        if not np.isfinite(min_area) or min_area < 0:
+            raise ValueError(f"min_area must be a non-negative number, got {min_area}.")
+        self.min_area = float(min_area)
+        self.reference_shape = _reference_shape(reference_shape)
+        self.connectivity = int(connectivity)
+
+    def min_size_for(self, spatial_shape: Sequence[int]) -> int:
+        """The smallest kept component, in pixels of an input of ``spatial_shape``."""
+        return max(1, round(_scaled_area(self.min_area, self.reference_shape, spatial_shape)))
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Remove the small components of a ``(C, *spatial)`` mask."""
+        if self.min_area <= 0:
+            return img
+        min_size = self.min_size_for(img.shape[1:])
+        return RemoveSmallObjects(min_size=min_size, connectivity=self.connectivity)(img)
+
+
+class RemoveSmallComponentsd(MapTransform):
+    """Dictionary form of :class:`RemoveSmallComponents`.
+
+    Args:
+        keys: keys of the predicted masks.
+        min_area: components of fewer pixels (at ``reference_shape``) are removed; 0 keeps all.
+        reference_shape: the spatial shape at which ``min_area`` is given, or None.
+        connectivity: MONAI's ``RemoveSmallObjects`` connectivity.
+        allow_missing_keys: do not raise if a key is missing.
+    """
+
+    backend = RemoveSmallComponents.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        min_area: float = 0,
+        reference_shape: Sequence[int] | None = None,
+        connectivity: int = 1,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.remover = RemoveSmallComponents(min_area, reference_shape, connectivity)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.remover(d[key])
+        return d
+
+
+RemoveSmallComponentsD = RemoveSmallComponentsDict = RemoveSmallComponentsd

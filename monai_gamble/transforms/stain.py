@@ -1,7 +1,10 @@
-"""H&E stain augmentation in the optical-density space of the stains (array and dictionary forms).
+"""H&E stain augmentation in the optical-density space of the stains, and MONAI's stain normalisation
+on channel-first images (array and dictionary forms).
 
 MONAI has stain *normalisation* (``monai.apps.pathology.transforms.NormalizeHEStains``, Macenko et
-al. 2009) but no stain *augmentation*; this module adds the HED jitter of Tellez et al.
+al. 2009, on channel-last 8-bit arrays) but no stain *augmentation*; this module adds the HED jitter
+of Tellez et al., and :class:`NormalizeHEStainsChannelFirst`, MONAI's normaliser for the channel-first
+images of a MONAI pipeline.
 """
 
 from __future__ import annotations
@@ -10,13 +13,23 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
+from monai.apps.pathology.transforms import NormalizeHEStains
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 from skimage.color import hed_from_rgb, rgb_from_hed
 
-__all__ = ["RandHEDStainJitter", "RandHEDStainJitterD", "RandHEDStainJitterDict", "RandHEDStainJitterd"]
+__all__ = [
+    "NormalizeHEStainsChannelFirst",
+    "NormalizeHEStainsChannelFirstD",
+    "NormalizeHEStainsChannelFirstDict",
+    "NormalizeHEStainsChannelFirstd",
+    "RandHEDStainJitter",
+    "RandHEDStainJitterD",
+    "RandHEDStainJitterDict",
+    "RandHEDStainJitterd",
+]
 
 
 def _three(value: float | Sequence[float], name: str, upper: float | None = None) -> np.ndarray:
@@ -159,3 +172,70 @@ class RandHEDStainJitterd(RandomizableTransform, MapTransform):
 
 
 RandHEDStainJitterD = RandHEDStainJitterDict = RandHEDStainJitterd
+
+
+class NormalizeHEStainsChannelFirst(Transform):
+    """MONAI's Macenko stain normalisation (``monai.apps.pathology.transforms.NormalizeHEStains``) of a
+    channel-first RGB image, as the images of a MONAI pipeline are (``EnsureChannelFirstd``).
+
+    MONAI's normaliser takes ``(H, W, 3)`` NumPy arrays of 8-bit values; this transform gives it the
+    ``(3, H, W)`` image transposed, and returns the normalised image channel first again, as
+    ``float32`` of the input's type (NumPy or torch, metadata kept), values in [0, 255].
+
+    Args:
+        tli, alpha, beta, target_he, max_cref: MONAI's ``NormalizeHEStains`` arguments (transmitted
+            light intensity, percentile tolerance, absorbance threshold, target stain matrix, reference
+            maximum concentrations).
+
+    Raises:
+        ValueError: (on call) for an image without three channels first, or values outside [0, 255].
+
+    Example:
+        >>> NormalizeHEStainsChannelFirst()(tile)  # (3, H, W) in [0, 255] -> (3, H, W) float32
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(
+        self,
+        tli: float = 240,
+        alpha: float = 1,
+        beta: float = 0.15,
+        target_he: Sequence[Sequence[float]] | np.ndarray = ((0.5626, 0.2159), (0.7201, 0.8012), (0.4062, 0.5581)),
+        max_cref: Sequence[float] | np.ndarray = (1.9705, 1.0308),
+    ) -> None:
+        self.normalizer = NormalizeHEStains(tli=tli, alpha=alpha, beta=beta, target_he=target_he, max_cref=max_cref)
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Normalise a ``(3, H, W)`` image."""
+        if img.ndim != 3 or img.shape[0] != 3:
+            raise ValueError(f"expected a (3, H, W) RGB image, channel first, got shape {tuple(img.shape)}.")
+        hwc = np.moveaxis(convert_to_tensor(img, track_meta=False).cpu().numpy(), 0, -1)
+        out = np.ascontiguousarray(np.moveaxis(self.normalizer(hwc), -1, 0))
+        result, *_ = convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)
+        return result
+
+
+class NormalizeHEStainsChannelFirstd(MapTransform):
+    """Dictionary form of :class:`NormalizeHEStainsChannelFirst`.
+
+    Args:
+        keys: keys of the ``(3, H, W)`` RGB images.
+        allow_missing_keys: do not raise if a key is missing.
+        kwargs: the arguments of :class:`NormalizeHEStainsChannelFirst`.
+    """
+
+    backend = NormalizeHEStainsChannelFirst.backend
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, **kwargs: float | Sequence) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.normalizer = NormalizeHEStainsChannelFirst(**kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.normalizer(d[key])
+        return d
+
+
+NormalizeHEStainsChannelFirstD = NormalizeHEStainsChannelFirstDict = NormalizeHEStainsChannelFirstd

@@ -205,3 +205,11 @@ def test_semi_supervised_objective_is_importable_from_both_modules_and_abstract(
     assert issubclass(objectives.SemiSupervisedAdversarialObjective, objectives.SemiSupervisedObjective)
     with pytest.raises(TypeError, match="abstract"):
         objectives.SemiSupervisedObjective()
+
+
+def test_with_critic_map_adds_the_map_only_with_a_critic():
+    from monai_gamble.engines import with_critic_map
+
+    assert with_critic_map(["prob"], GamblingObjective(), object()) == ["prob", "betting_map"]
+    assert with_critic_map(["prob"], GamblingObjective(), None) == ["prob"]
+    assert with_critic_map(["pred"], AdversarialObjective(), object()) == ["pred"]  # no map

@@ -332,6 +332,13 @@ def test_area_rule_uniform_differs_from_ensemble():
     assert (outs["ensemble"].argmax(1) == 1).sum() == 8 and (outs["uniform"].argmax(1) == 0).all()
 
 
+def test_make_ensemble_inferer_area_rule_on_is_moot_without_a_rule():
+    assert make_ensemble_inferer("asme", area_rule_on="uniform").area_rule_on == "ensemble"
+    assert make_ensemble_inferer("mean", area_rule=ClearSmallMask(5), area_rule_on="uniform").area_rule_on == "uniform"
+    with pytest.raises(ValueError, match="'uniformly' is not a valid value"):
+        make_ensemble_inferer("asme", area_rule_on="uniformly")
+
+
 def test_area_rule_errors_and_scaling():
     with pytest.raises(ValueError, match="area_rule_on='uniform' needs an area_rule"):
         AdaptiveEnsembleInferer(area_rule_on="uniform")

@@ -234,6 +234,7 @@ def test_absent_and_ignored():
 
 def test_factory_by_name():
     assert isinstance(tilted_loss("stochastic_tce"), CrossEntropyLoss)
+    assert isinstance(tilted_loss("ce"), CrossEntropyLoss) and tilted_loss("ce", ignore_index=255).ignore_index == 255
     loss = tilted_loss("tce_image", t=0.1, weight=[1.0, 2.0], ignore_index=255)
     assert isinstance(loss, TiltedCrossEntropyLoss) and loss.level == TiltLevel.IMAGE and loss.t == 0.1
     assert loss.ignore_index == 255 and loss.class_weight.tolist() == [1.0, 2.0]

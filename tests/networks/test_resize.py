@@ -1,5 +1,5 @@
-"""The one linear-resize helper of the networks and critics: the mode per spatial dimension, and the
-resized values equal to ``torch.nn.functional.interpolate``'s."""
+"""The networks' utilities: the one linear-resize helper of the networks and critics (the mode per spatial
+dimension, the values of ``torch.nn.functional.interpolate``) and setting the batch-norm momentum."""
 
 import pytest
 import torch
@@ -22,3 +22,13 @@ def test_bad_sizes():
         linear_interpolation_mode(4)
     with pytest.raises(ValueError, match="one length per spatial axis"):
         linear_resize(torch.zeros(1, 1, 4, 4), (8,))
+
+
+def test_set_bn_momentum_sets_every_batch_norm_layer():
+    from monai_gamble.networks import set_bn_momentum
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.BatchNorm1d(2))
+    assert set_bn_momentum(net, None) == 0 and net[1].momentum == 0.1
+    assert set_bn_momentum(net, 0.3) == 2 and net[1].momentum == net[2].momentum == 0.3
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        set_bn_momentum(net, 1.5)
