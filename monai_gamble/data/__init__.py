@@ -22,6 +22,16 @@ from .decathlon import (
     image_mask_folder_dataset,
     segmentation_dataset,
 )
+from .image_checks import (
+    CheckedPILReader,
+    ImageFileInfo,
+    IntensityScale,
+    check_image_file,
+    check_image_files,
+    decode_single_page,
+    open_image,
+    pil_to_array,
+)
 from .loaders import training_dataloader
 from .nerve import find_conflicting_duplicates, nerve_datalist, nerve_test_datalist
 from .pathology import MONUSAC_CLASSES, SARDER_GLOMERULI_CLASSES, PathologyLayout, pathology_datalist
@@ -51,6 +61,14 @@ from .synthetic_volumes import (
 from .synthetic_xray import chest_xray_sample, make_chest_xrays
 
 __all__ = [
+    "CheckedPILReader",
+    "ImageFileInfo",
+    "IntensityScale",
+    "check_image_file",
+    "check_image_files",
+    "decode_single_page",
+    "open_image",
+    "pil_to_array",
     "count_items",
     "input_folder",
     "prepare_dataset",

@@ -19,6 +19,8 @@ import numpy as np
 from monai.utils import StrEnum, look_up_option
 from PIL import Image
 
+from .image_checks import check_image_files
+
 __all__ = [
     "DDTI_HALF_SCAN_OFFSET",
     "SPLIT_NAMES",
@@ -292,16 +294,19 @@ def _list_images(folder: Path) -> dict[str, Path]:
 
 
 def image_folder_datalist(
-    folder: str | os.PathLike, extensions: Sequence[str] = _IMAGE_EXTENSIONS
+    folder: str | os.PathLike, extensions: Sequence[str] = _IMAGE_EXTENSIONS, check_pixels: bool = False
 ) -> list[dict[str, str]]:
     """A datalist ``[{"image": path, "id": stem}, ...]`` of the images in a folder, for inference.
 
     Args:
         folder: the folder (not searched recursively).
         extensions: file extensions to take, matched case-insensitively.
+        check_pixels: decode every image once (:func:`~monai_gamble.data.check_image_files`, in
+            parallel threads) and refuse truncated, corrupt, multi-page or unreadable-mode files.
 
     Raises:
         FileNotFoundError: if the folder does not exist or holds no such file.
+        ValueError: with ``check_pixels``, listing the images that cannot be used.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -312,6 +317,8 @@ def image_folder_datalist(
     ]
     if not items:
         raise FileNotFoundError(f"{folder} holds no image with extension {' or '.join(exts)}.")
+    if check_pixels:
+        check_image_files([it["image"] for it in items])
     return items
 
 
@@ -419,6 +426,7 @@ def tnscui_datalist(
     num_folds: int | None = None,
     fold: int | None = None,
     split: bool = True,
+    check_pixels: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """Datalists of the TN-SCUI 2020 thyroid-nodule layout, split 80/10/10, grouped and stratified.
 
@@ -452,6 +460,8 @@ def tnscui_datalist(
         fold: the validation fold, ``0 <= fold < num_folds`` (with ``num_folds``).
         split: False to return every image as ``{"test": [...]}`` (with empty ``training`` and
             ``validation``), for evaluating a trained model on a whole external dataset.
+        check_pixels: decode every image and mask once (:func:`~monai_gamble.data.check_image_files`,
+            in parallel threads) and refuse truncated, corrupt, multi-page or unreadable-mode files.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``; each item is
@@ -463,7 +473,7 @@ def tnscui_datalist(
         ValueError: naming the files, for an image without a mask, a mask without an image, a CSV row
             without files or files without a CSV row, a mask of another size than its image, a mask
             with values other than {0, 255}, an unreadable file, or a malformed CSV; for a bad
-            ``groups`` name or bad folds.
+            ``groups`` name or bad folds; with ``check_pixels``, listing the files that cannot be used.
     """
     root = Path(root)
     if not root.is_dir():
@@ -516,6 +526,8 @@ def tnscui_datalist(
         if categories[sid] is not None:  # no None values: MONAI's collation cannot batch them
             item["category"] = categories[sid]
         items.append(item)
+    if check_pixels:
+        check_image_files([it["image"] for it in items] + [it["label"] for it in items])
     if not split:
         ordered = sorted(items, key=lambda it: (len(it["id"]), it["id"]))
         logger.info("%s: all %d images in the evaluation list (no split).", root, len(ordered))
