@@ -72,7 +72,7 @@ def run_one(output: Path, data: Path, fraction: float, method: str, seed: int, e
     metrics_path = next((run_dir / "eval").glob("evaluation_test/*/metrics.json"), None)
     if metrics_path is None:
         raise RuntimeError(f"no metrics.json under {run_dir / 'eval'}; see {run_dir / 'eval.log'}")
-    m = json.loads(metrics_path.read_text())
+    m = json.loads(metrics_path.read_text())["dataset_metrics"]  # the evaluator's dataset-level metrics (MetricsReport)
     row = {
         "fraction": fraction,
         "method": method,
