@@ -32,6 +32,7 @@ to NumPy/PIL): pass the transpose of such an array, e.g. ``rle_encode(pred[0].T)
 from __future__ import annotations
 
 import csv
+import operator
 import os
 import re
 from collections.abc import Sequence
@@ -46,7 +47,9 @@ from .datasets import _natural_key
 
 __all__ = ["RLEFormat", "masks_to_rle_csv", "rle_decode", "rle_encode", "rle_union"]
 
-_INTEGER = re.compile(r"^[+-]?\d+$")
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+#: the largest mask (in pixels) whose run arithmetic cannot overflow int64
+_MAX_PIXELS = 2**62
 
 
 class RLEFormat(StrEnum):
@@ -122,27 +125,75 @@ def rle_encode(mask: Any, format: RLEFormat | str = RLEFormat.KAGGLE) -> str:
     return " ".join(np.stack([written, lengths], axis=1).ravel().astype(str).tolist())
 
 
-def _parse(rle: str, fmt: RLEFormat) -> np.ndarray:
+def _parse(rle: str, fmt: RLEFormat, n: int) -> np.ndarray:
+    """The values of ``rle`` as int64, each checked to lie in ``[0, n]`` *before* any arithmetic."""
     if not isinstance(rle, str):
-        raise TypeError(f"an RLE must be a string, got {type(rle).__name__} ({rle!r}).")
+        raise TypeError(f"an RLE must be a string, got {type(rle).__name__} ({_short(repr(rle))}).")
+    if not rle.isascii():
+        ch = next(c for c in rle if not c.isascii())
+        raise ValueError(
+            f"RLE {_short(rle)} holds the non-ASCII character {ch!r} (U+{ord(ch):04X}); an RLE is ASCII digits "
+            "0-9 separated by spaces."
+        )
     tokens = rle.split()
     if not tokens or (fmt == RLEFormat.SIIM and tokens == ["-1"]):
         return np.zeros(0, dtype=np.int64)
-    bad = [t for t in tokens if not _INTEGER.match(t)]
+    bad = [_token(t) for t in tokens if not _INTEGER.fullmatch(t)]
     if bad:
         raise ValueError(f"RLE {_short(rle)} holds non-integer values {bad[:5]}.")
     if len(tokens) % 2:
         raise ValueError(
             f"RLE {_short(rle)} has an odd number of values ({len(tokens)}); it must be start/length pairs."
         )
-    values = np.array(tokens, dtype=np.int64)
-    if (values < 0).any():
-        raise ValueError(f"RLE {_short(rle)} holds negative values {values[values < 0][:5].tolist()}.")
+    if negative := [t for t in tokens if t.startswith("-")]:
+        raise ValueError(f"RLE {_short(rle)} holds negative values {[_token(t) for t in negative[:5]]}.")
+    # no start, gap or length can exceed the number of pixels: refuse longer numbers by their digits,
+    # so that neither int64 nor the sums below can overflow
+    digits = len(str(n))
+    if huge := [t for t in tokens if len(t.lstrip("+").lstrip("0")) > digits]:
+        raise ValueError(
+            f"RLE {_short(rle)} holds values {[_token(t) for t in huge[:3]]} larger than the {n} pixels of "
+            "the mask (is the shape right?)."
+        )
+    values = np.array([int(t) for t in tokens], dtype=np.int64)
+    if (values > n).any():
+        raise ValueError(
+            f"RLE {_short(rle)} holds values {values[values > n][:3].tolist()} larger than the {n} pixels of the "
+            "mask (is the shape right?)."
+        )
+    if len(tokens) // 2 > n:
+        raise ValueError(f"RLE {_short(rle)} has {len(tokens) // 2} runs, more than the {n} pixels of the mask.")
     return values
+
+
+def _token(t: str, limit: int = 20) -> int | str:
+    """A value for an error message: the number when short (``-3``), else its first digits."""
+    if len(t) > limit:
+        return t[:limit] + f"... ({len(t)} characters)"
+    return int(t) if _INTEGER.fullmatch(t) else t
 
 
 def _short(rle: str, limit: int = 60) -> str:
     return repr(rle if len(rle) <= limit else rle[:limit] + "...")
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+    """``(H, W)`` as two Python ints, or a ``ValueError`` (never an ``OverflowError`` for ``inf``)."""
+    try:
+        dims = [operator.index(s) if not isinstance(s, float) else s for s in shape]
+    except TypeError:
+        dims = None
+    if (
+        dims is None
+        or len(dims) != 2
+        or not all(isinstance(d, int) or (isinstance(d, float) and d.is_integer()) for d in dims)
+        or any(d < 1 for d in dims)
+    ):
+        raise ValueError(f"shape must be (H, W) with two positive integers, got {tuple(shape)}.")
+    h, w = int(dims[0]), int(dims[1])
+    if h * w >= _MAX_PIXELS:
+        raise ValueError(f"shape {h}x{w} holds {h * w} pixels, more than a mask can have (2**62).")
+    return h, w
 
 
 def rle_decode(rle: str, shape: Sequence[int], format: RLEFormat | str = RLEFormat.KAGGLE) -> np.ndarray:
@@ -163,20 +214,22 @@ def rle_decode(rle: str, shape: Sequence[int], format: RLEFormat | str = RLEForm
 
     Raises:
         TypeError: if ``rle`` is not a string.
-        ValueError: naming the problem, for non-integer values, an odd number of values, negative
-            values, a zero length, a Kaggle start of 0 (starts are 1-based), runs out of order or
-            overlapping, a run past the end of the image, a bad shape or an unknown format.
+        ValueError: naming the problem, for a character that is not ASCII (only the digits 0-9, signs
+            and white space make an RLE: ``"\\u0663"``, an Arabic-Indic three, is refused), non-integer
+            values, an odd number of values, negative values, a value larger than the mask's number of
+            pixels (every value is bounded before any arithmetic, so a 40-digit number is this error,
+            not an ``OverflowError``), a zero length, a Kaggle start of 0 (starts are 1-based), runs
+            out of order or overlapping, a run past the end of the image, a bad shape or an unknown
+            format.
 
     Example:
         >>> rle_decode("1 2 6 1 8 1", (3, 3)).astype(int).tolist()
         [[1, 0, 0], [1, 0, 1], [0, 1, 0]]
     """
     fmt = look_up_option(format, RLEFormat)
-    if len(shape) != 2 or any(int(s) != s or s < 1 for s in shape):
-        raise ValueError(f"shape must be (H, W) with two positive integers, got {tuple(shape)}.")
-    h, w = int(shape[0]), int(shape[1])
+    h, w = _check_shape(shape)
     n = h * w
-    values = _parse(rle, fmt)
+    values = _parse(rle, fmt, n)
     if values.size == 0:
         return np.zeros((h, w), dtype=bool)
     written, lengths = values[0::2], values[1::2]
@@ -194,6 +247,8 @@ def rle_decode(rle: str, shape: Sequence[int], format: RLEFormat | str = RLEForm
                 f"(start {written[k - 1]}, length {lengths[k - 1]}); runs must be sorted and must not overlap."
             )
     else:  # relative starts: non-negative gaps cannot overlap, so only the end needs checking
+        if values.size * n >= _MAX_PIXELS and sum(values.tolist()) > n:  # the cumulative sum could overflow
+            raise ValueError(f"RLE {_short(rle)} runs past the end of a {h}x{w} (HxW) mask (is the shape right?).")
         ends = np.cumsum(written + lengths)
         starts = ends - lengths
     last_end = int(starts[-1] + lengths[-1])
