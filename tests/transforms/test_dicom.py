@@ -241,6 +241,8 @@ def test_rle_to_mask_lies_on_the_image_as_monai_loads_it():
 
 def test_rle_to_mask_errors_name_the_problem():
     with pytest.raises(ValueError, match="runs past the end"):
+        RLEToMask()("10 10", spatial_shape=(4, 4))
+    with pytest.raises(ValueError, match="larger than the 16 pixels"):
         RLEToMask()("10 100", spatial_shape=(4, 4))
     with pytest.raises(ValueError, match="odd number"):
         RLEToMask()("1 2 3", spatial_shape=(4, 4))
