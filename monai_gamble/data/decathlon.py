@@ -541,7 +541,8 @@ def image_mask_folder_dataset(
         mask_suffix: what a mask's stem adds to its image's (e.g. ``"_mask"``).
         class_names: the C class names (background first); default ``background, foreground`` for
             binary masks, ``background, class1, ...`` otherwise.
-        check_labels: read every mask's values (False: sizes only; then ``class_names`` is required).
+        check_labels: read every mask's values (False: sizes only, when ``class_names`` is given; without
+            it the masks are read anyway, since they alone tell the classes).
         num_workers: threads that read the files (default: up to 8).
 
     Raises:
@@ -566,7 +567,8 @@ def image_mask_folder_dataset(
             f"{len(orphans)} mask(s) in {root / mask_dir} have no image in {root / image_dir}: {_names(orphans)}."
         )
     if not check_labels and class_names is None:
-        raise ValueError("check_labels=False needs class_names: the classes cannot be detected without reading masks.")
+        logger.info("%s: no class_names given, so the masks are read to find the classes.", root)
+        check_labels = True
     ids = sorted(images)
     results = _map_items(lambda i: _read_mask(images[i], masks[i], check_labels), ids, num_workers)
     chans = {r[1] for r in results}
