@@ -1,5 +1,6 @@
 """Datasets: generators of realistic synthetic data and datalists of the real layouts."""
 
+from .classes import MONUSAC_CLASSES, PATHOLOGY_CLASSES, SARDER_GLOMERULI_CLASSES
 from .datasets import (
     DDTI_HALF_SCAN_OFFSET,
     SPLIT_NAMES,
@@ -22,6 +23,7 @@ from .decathlon import (
     image_mask_folder_dataset,
     segmentation_dataset,
 )
+from .dicom import DicomHeader, read_dicom_header
 from .image_checks import (
     CheckedPILReader,
     ImageFileInfo,
@@ -34,31 +36,34 @@ from .image_checks import (
 )
 from .loaders import training_dataloader
 from .nerve import find_conflicting_duplicates, nerve_datalist, nerve_test_datalist
-from .pathology import MONUSAC_CLASSES, SARDER_GLOMERULI_CLASSES, PathologyLayout, pathology_datalist
+from .pathology import PathologyLayout, pathology_datalist
 from .preparation import input_folder, prepare_dataset, synthetic_dataset_dir
 from .rle import RLEFormat, masks_to_rle_csv, rle_decode, rle_encode, rle_union
 from .samplers import ClassConditionalBatchSampler, class_presence
 from .siim import (
-    DicomHeader,
     MissingPolicy,
     SIIMMatch,
     match_siim_files,
-    read_dicom_header,
     read_siim_csv,
     siim_datalist,
     siim_test_datalist,
 )
-from .synthetic import make_thyroid_ultrasound, thyroid_ultrasound_sample
-from .synthetic_multiclass import MULTICLASS_BLOB_CLASSES, make_multiclass_blobs
-from .synthetic_nerve import make_nerve_ultrasound, nerve_ultrasound_sweep
-from .synthetic_pathology import PATHOLOGY_CLASSES, make_pathology_tiles, pathology_tile_sample
-from .synthetic_volumes import (
+from .synthetic import (
+    MULTICLASS_BLOB_CLASSES,
     SYNTHETIC_VOLUME_CLASSES,
+    chest_xray_sample,
+    make_chest_xrays,
+    make_multiclass_blobs,
+    make_nerve_ultrasound,
+    make_pathology_tiles,
     make_synthetic_volumes,
+    make_thyroid_ultrasound,
+    nerve_ultrasound_sweep,
+    pathology_tile_sample,
     prepare_synthetic_volumes,
     synthetic_volume_sample,
+    thyroid_ultrasound_sample,
 )
-from .synthetic_xray import chest_xray_sample, make_chest_xrays
 
 __all__ = [
     "CheckedPILReader",

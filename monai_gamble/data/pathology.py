@@ -17,15 +17,10 @@ import numpy as np
 from monai.utils import StrEnum, look_up_option
 from PIL import Image
 
+from .classes import MONUSAC_CLASSES, PATHOLOGY_CLASSES, SARDER_GLOMERULI_CLASSES
 from .datasets import _check_fractions, _check_pairs, _list_files, split_datalist
-from .synthetic_pathology import PATHOLOGY_CLASSES
 
 __all__ = ["MONUSAC_CLASSES", "PathologyLayout", "SARDER_GLOMERULI_CLASSES", "pathology_datalist"]
-
-#: class names of the binary glomerulus masks of the Sarder lab's frozen-section tiles (255 -> 1)
-SARDER_GLOMERULI_CLASSES = ("background", "glomerulus")
-#: class names of MoNuSAC 2020's nucleus masks, by mask value
-MONUSAC_CLASSES = ("background", "epithelial", "lymphocyte", "neutrophil", "macrophage")
 
 _TILE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 _MASK_EXTENSIONS = (".png", ".tif", ".tiff")

@@ -28,7 +28,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from ..data.siim import read_dicom_header
+from ..data.dicom import read_dicom_header
 
 __all__ = ["InvertMonochrome1", "InvertMonochrome1D", "InvertMonochrome1Dict", "InvertMonochrome1d"]
 

@@ -1,21 +1,11 @@
-"""Seeded generators of realistic stand-in datasets, written in the real datasets' own layouts.
-
-No medical dataset can be downloaded at run time and the real ones need licences, so each
-workflow ships a generator that writes a synthetic dataset in exactly the layout of the real
-one; the same loader (:mod:`monai_gamble.data.datasets`) then reads both.
-"""
+"""A seeded generator of thyroid-nodule ultrasound in the TN-SCUI 2020 layout (DDTI-like screens:
+speckle, hypoechoic nodules, the scanner's overlay), read by :func:`monai_gamble.data.tnscui_datalist`."""
 
 from __future__ import annotations
 
 import csv
 import functools
-import json
-import multiprocessing as mp
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +15,12 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 from skimage.draw import disk, polygon
 
+from ._common import map_jobs, radius_profile, write_once
+
 __all__ = ["ThyroidScanLayout", "make_thyroid_ultrasound", "thyroid_ultrasound_sample"]
 
-_MARKER = "synthetic.json"
 #: version of the thyroid generator, in its marker: a dataset of an older version is not reused silently
 _THYROID_VERSION = 3
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Gaussian-filtered white noise normalised to zero mean and unit standard deviation.
-
-    Wide filters are applied on a coarse grid and interpolated back (the field is smooth at that
-    scale anyway), which keeps the cost independent of ``sigma``.
-    """
-    factor = max(1, int(sigma // 3))
-    coarse = tuple(-(-n // factor) + 1 for n in shape) if factor > 1 else shape
-    field = ndimage.gaussian_filter(rng.standard_normal(coarse), sigma=sigma / factor, mode="reflect")
-    if factor > 1:
-        field = ndimage.zoom(field, factor, order=1)[: shape[0], : shape[1]]
-    return (field - field.mean()) / (field.std() + 1e-8)
 
 
 def _speckle(
@@ -63,21 +40,6 @@ def _speckle(
         intensity += part * part
     mag = np.sqrt(intensity)
     return mag / (mag.mean() + 1e-8)
-
-
-def _radius_profile(
-    rng: np.random.Generator, irregularity: float, n_harmonics: int = 5
-) -> Callable[[np.ndarray], np.ndarray]:
-    """A random star-shaped contour ``r(theta) = 1 + sum_k a_k cos(k theta + phi_k)`` (k = 2..n)."""
-    ks = np.arange(2, n_harmonics + 1)
-    amps = rng.uniform(0.0, irregularity, size=ks.size) / ks**0.8
-    phases = rng.uniform(0.0, 2 * np.pi, size=ks.size)
-
-    def profile(theta: np.ndarray) -> np.ndarray:
-        r = 1.0 + np.sum(amps[:, None] * np.cos(ks[:, None] * theta.ravel()[None] + phases[:, None]), axis=0)
-        return np.clip(r, 0.35, None).reshape(theta.shape)
-
-    return profile
 
 
 class ThyroidScanLayout(StrEnum):
@@ -227,7 +189,7 @@ def _thyroid_scene(
     cy = float(np.clip(wh * rng.normal(0.38, 0.08), ry + rng.uniform(3.5, 6.0) * mm, wh - 0.55 * ry))
     cx = float(np.clip(ww * rng.normal(0.54, 0.07), 0.6 * rx, ww - 0.6 * rx))
     tilt = rng.uniform(-0.25, 0.25)
-    profile = _radius_profile(rng, irregularity=0.5 if malignant else rng.uniform(0.05, 0.25))
+    profile = radius_profile(rng, irregularity=0.5 if malignant else rng.uniform(0.05, 0.25))
     extent = float(profile(np.linspace(0, 2 * np.pi, 128, endpoint=False)).max())
     ry, rx = ry / extent, rx / extent  # the drawn size is the bounding box's
     dy, dx = rows - cy, cols - cx
@@ -807,73 +769,6 @@ def _write_thyroid_pair(job: tuple[int, int, tuple[int, int] | None, float, floa
     return str(index), int(malignant)
 
 
-def _map(fn: Callable[[Any], Any], jobs: list[Any], num_workers: int | None) -> list[Any]:
-    """``[fn(j) for j in jobs]``, in worker processes (forked) when there are several CPUs and jobs.
-
-    Every job carries its own seed, so the result does not depend on the number of workers.
-    """
-    workers = min(os.cpu_count() or 1, 8) if num_workers is None else int(num_workers)
-    if workers <= 1 or len(jobs) < 8 or "fork" not in mp.get_all_start_methods():
-        return [fn(j) for j in jobs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-        return list(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
-
-
-def _distributed_rank() -> tuple[int, bool]:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return 0, False
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), True
-    return 0, False
-
-
-def _write_once(root: Path, params: dict[str, Any], writer: Callable[[Path], None], overwrite: bool) -> Path:
-    """Write a dataset atomically into ``root``, or reuse it if it was written with the same parameters.
-
-    Under ``torch.distributed`` only rank 0 writes; the other ranks wait at a barrier.
-    """
-    rank, distributed = _distributed_rank()
-    if rank == 0:
-        marker = root / _MARKER
-        if root.exists() and not overwrite:
-            if not marker.is_file():
-                raise FileExistsError(
-                    f"{root} exists and was not written by this generator (no {_MARKER}); "
-                    "choose another folder or pass overwrite=True."
-                )
-            found = json.loads(marker.read_text())
-            if found.get("generator") == params.get("generator") and found.get("version") != params.get("version"):
-                raise FileExistsError(
-                    f"{root} holds a dataset of version {found.get('version', 1)} of {params.get('generator')}, "
-                    f"which now draws other images (version {params.get('version')}); delete it or pass "
-                    "overwrite=True to replace it."
-                )
-            if found != params:
-                raise FileExistsError(
-                    f"{root} holds a synthetic dataset made with other parameters ({found}, asked {params}); "
-                    "pass overwrite=True to replace it."
-                )
-        else:
-            root.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-            try:
-                writer(tmp)
-                (tmp / _MARKER).write_text(json.dumps(params, indent=1))
-                if root.exists():
-                    shutil.rmtree(root)
-                os.replace(tmp, root)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
-    if distributed:
-        import torch.distributed as dist
-
-        dist.barrier()
-    return root
-
-
 def make_thyroid_ultrasound(
     root: str | os.PathLike,
     num_images: int = 200,
@@ -962,10 +857,10 @@ def make_thyroid_ultrasound(
             (int(seed), index, sizes, float(malignant_fraction), float(label_noise), str(folder))
             for index in range(1, int(num_images) + 1)
         ]
-        rows = _map(_write_thyroid_pair, jobs, num_workers)
+        rows = map_jobs(_write_thyroid_pair, jobs, num_workers)
         with open(folder / "train.csv", "w", newline="") as f:
             out = csv.writer(f)
             out.writerow(["ID", "category"])
             out.writerows(rows)
 
-    return _write_once(Path(root), params, writer, overwrite)
+    return write_once(Path(root), params, writer, overwrite)

@@ -1,9 +1,9 @@
 """A small in-memory multi-class segmentation task with a rare, hard class (for TCE demos and tests).
 
-Unlike :mod:`monai_gamble.data.synthetic`, this writes nothing to disk and mimics no real layout:
-it is a toy task, seeded and fast, on which the effect of class-fair training is visible on a CPU
-in seconds. Until the pathology bundle exists it carries the multi-class workflow of the tests and
-of ``tutorials/03_tilted_cross_entropy.ipynb``.
+Unlike the other generators of :mod:`monai_gamble.data.synthetic`, this writes nothing to disk and
+mimics no real layout: it is a toy task, seeded and fast, on which the effect of class-fair training
+is visible on a CPU in seconds. Until the pathology bundle exists it carries the multi-class workflow
+of the tests and of ``tutorials/03_tilted_cross_entropy.ipynb``.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage.draw import line_aa
 
-from .rle import RLEFormat, rle_encode
-from .synthetic import _map, _smooth_noise, _write_once
+from ..rle import RLEFormat, rle_encode
+from ._common import map_jobs, smooth_noise, write_once
 
 __all__ = ["chest_xray_sample", "make_chest_xrays"]
 
@@ -273,7 +273,7 @@ def _attenuation(rng: np.random.Generator, n: int, positive: bool, female: bool)
             _vessel_tree(rng, vessels, hilum, angle, 0.1 * n * scale, 1.0, 5)
     vessels = ndimage.gaussian_filter(vessels, 3.5 * s + 0.5)
     vessels = vessels / (np.percentile(vessels[lung_any], 99) + 1e-8) if lung_any.any() else vessels
-    texture = 0.5 + 0.5 * np.tanh(_smooth_noise(rng, (n, n), 2.0 * s + 0.5))
+    texture = 0.5 + 0.5 * np.tanh(smooth_noise(rng, (n, n), 2.0 * s + 0.5))
     markings = np.clip(vessels, 0, 1.5) * 0.11 + 0.02 * texture
 
     # --- pneumothorax ---------------------------------------------------------------------------
@@ -540,11 +540,11 @@ def make_chest_xrays(
         )
         jobs = [(int(seed), "train", i, *common, str(folder)) for i in range(int(num_images))]
         jobs += [(int(seed), "test", i, *common, str(folder)) for i in range(int(num_test_images))]
-        rows = [row for image_rows in _map(_write_xray, jobs, num_workers) for row in image_rows]
+        rows = [row for image_rows in map_jobs(_write_xray, jobs, num_workers) for row in image_rows]
         space = " " if csv_style == "stage1" else ""
         with open(folder / _CSV_NAMES[csv_style], "w", newline="") as f:
             out = csv.writer(f)
             out.writerow(["ImageId", f"{space}EncodedPixels"])
             out.writerows([image_id, f"{space}{rle}"] for image_id, rle in rows)
 
-    return _write_once(Path(root), params, writer, overwrite)
+    return write_once(Path(root), params, writer, overwrite)

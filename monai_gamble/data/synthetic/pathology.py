@@ -27,12 +27,10 @@ from PIL import Image
 from scipy import ndimage
 from skimage.color import rgb_from_hed
 
-from .synthetic import _map, _radius_profile, _smooth_noise, _write_once
+from ..classes import PATHOLOGY_CLASSES
+from ._common import map_jobs, radius_profile, smooth_noise, write_once
 
 __all__ = ["PATHOLOGY_CLASSES", "make_pathology_tiles", "pathology_tile_sample"]
-
-#: class names of the podocyte dataset, by mask value
-PATHOLOGY_CLASSES = ("background", "glomeruli", "podocyte", "non-podocyte")
 
 _BACKGROUND, _GLOMERULUS, _PODOCYTE, _NON_PODOCYTE = range(4)
 
@@ -88,9 +86,9 @@ def _glomerulus(
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     dist = np.hypot(yy - cy, xx - cx)
     theta = np.arctan2(yy - cy, xx - cx)
-    capsule_profile = _radius_profile(rng, irregularity=0.12, n_harmonics=4)
+    capsule_profile = radius_profile(rng, irregularity=0.12, n_harmonics=4)
     r_capsule = radius * capsule_profile(theta)
-    tuft_profile = _radius_profile(rng, irregularity=0.35, n_harmonics=7)
+    tuft_profile = radius_profile(rng, irregularity=0.35, n_harmonics=7)
     tuft_scale = rng.uniform(0.74, 0.86) * radius
     r_tuft = np.minimum(tuft_scale * tuft_profile(theta), r_capsule - 2 * zoom)
     capsule_width = rng.uniform(1.8, 3.0) * zoom
@@ -104,7 +102,7 @@ def _glomerulus(
     eosin += 0.55 * np.exp(-(((dist - r_capsule + capsule_width / 2) / (capsule_width / 2)) ** 2))
     # the tuft: mesangial matrix (eosin) with open capillary loops (pale holes)
     tuft = dist <= r_tuft
-    eosin[tuft] = 0.5 + 0.12 * _smooth_noise(rng, (h, w), 2.0 * zoom)[tuft]
+    eosin[tuft] = 0.5 + 0.12 * smooth_noise(rng, (h, w), 2.0 * zoom)[tuft]
     loops = np.zeros((h, w))
     n_loops = int(rng.integers(25, 45) * (radius / (55 * zoom)) ** 2)
     for _ in range(n_loops):
@@ -236,9 +234,9 @@ def pathology_tile_sample(
     s = int(size)
     zoom = s / 256 * rng.uniform(0.8, 1.25)
     shape = (s, s)
-    hema = 0.04 + 0.02 * _smooth_noise(rng, shape, 3.0 * zoom)
-    eosin = 0.38 + 0.1 * _smooth_noise(rng, shape, 10.0 * zoom) + 0.05 * _smooth_noise(rng, shape, 1.5 * zoom)
-    chromatin = np.clip(1.0 + 0.25 * _smooth_noise(rng, shape, 0.8 * zoom), 0.4, 1.6)
+    hema = 0.04 + 0.02 * smooth_noise(rng, shape, 3.0 * zoom)
+    eosin = 0.38 + 0.1 * smooth_noise(rng, shape, 10.0 * zoom) + 0.05 * smooth_noise(rng, shape, 1.5 * zoom)
+    chromatin = np.clip(1.0 + 0.25 * smooth_noise(rng, shape, 0.8 * zoom), 0.4, 1.6)
     mask = np.zeros(shape, dtype=np.uint8)
 
     n_glom = int(rng.choice([0, 1, 2], p=[0.1, 0.65, 0.25])) if num_glomeruli is None else int(num_glomeruli)
@@ -273,7 +271,7 @@ def pathology_tile_sample(
         a = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
         depth = (yy - s / 2) * np.sin(a) + (xx - s / 2) * np.cos(a) - rng.uniform(0.15, 0.45) * s
-        depth += 6 * zoom * _smooth_noise(rng, shape, 12.0 * zoom)
+        depth += 6 * zoom * smooth_noise(rng, shape, 12.0 * zoom)
         glass = depth > 0
         hema[glass] = 0.0
         eosin[glass] = 0.01
@@ -287,7 +285,7 @@ def pathology_tile_sample(
     amounts = rng.uniform(0.75, 1.3, size=2) * np.array([1.6, 1.1])
     density = hema[..., None] * amounts[0] * stains[0] + eosin[..., None] * amounts[1] * stains[1]
     white = rng.uniform(225.0, 250.0) * (1.0 + rng.normal(0.0, 0.015, size=3))
-    shading = 1.0 + 0.03 * _smooth_noise(rng, shape, 0.5 * s)[..., None]
+    shading = 1.0 + 0.03 * smooth_noise(rng, shape, 0.5 * s)[..., None]
     rgb = white * shading * np.exp(-density) + rng.normal(0.0, 2.0, size=(s, s, 3))
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), mask
 
@@ -373,6 +371,6 @@ def make_pathology_tiles(
             (folder / "unlabelled").mkdir()
         jobs = [(int(seed), 0, i, int(tile_size), str(folder), ext, True) for i in range(1, int(num_labelled) + 1)]
         jobs += [(int(seed), 1, i, int(tile_size), str(folder), ext, False) for i in range(1, int(num_unlabelled) + 1)]
-        _map(_write_tile, jobs, num_workers)
+        map_jobs(_write_tile, jobs, num_workers)
 
-    return _write_once(Path(root), params, writer, overwrite)
+    return write_once(Path(root), params, writer, overwrite)

@@ -33,7 +33,7 @@ import numpy as np
 from monai.utils import optional_import
 from scipy import ndimage
 
-from .synthetic import _MARKER, _write_once
+from ._common import MARKER, write_once
 
 nib, _ = optional_import("nibabel")
 
@@ -318,7 +318,7 @@ def make_synthetic_volumes(
         }
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
 
-    return _write_once(Path(root), params, write, overwrite)
+    return write_once(Path(root), params, write, overwrite)
 
 
 def prepare_synthetic_volumes(dataset_dir: str | os.PathLike, synthetic_dir: str | os.PathLike, **kwargs: Any) -> str:
@@ -335,7 +335,7 @@ def prepare_synthetic_volumes(dataset_dir: str | os.PathLike, synthetic_dir: str
     """
     if Path(dataset_dir).resolve() != Path(synthetic_dir).resolve():
         return str(dataset_dir)
-    if (Path(synthetic_dir) / _MARKER).is_file():
+    if (Path(synthetic_dir) / MARKER).is_file():
         logger.info("no --dataset_dir given: training on the synthetic dataset in %s.", synthetic_dir)
     else:
         logger.info(

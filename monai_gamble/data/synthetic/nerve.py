@@ -19,8 +19,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage.draw import polygon
 
-from .rle import rle_encode
-from .synthetic import _map, _radius_profile, _smooth_noise, _write_once
+from ..rle import rle_encode
+from ._common import map_jobs, radius_profile, smooth_noise, write_once
 
 __all__ = ["make_nerve_ultrasound", "nerve_ultrasound_sweep"]
 
@@ -55,8 +55,8 @@ def _subject_anatomy(rng: np.random.Generator, hc: int, wc: int, h: int, w: int)
     depth = (rows - m[0]) / h
 
     # tissue regions: dark muscle bellies and brighter connective tissue, large smooth patches
-    regions = np.tanh(1.4 * _smooth_noise(rng, (hc, wc), sigma=rng.uniform(0.06, 0.1) * h))
-    echo = 0.33 + 0.17 * regions + 0.05 * _smooth_noise(rng, (hc, wc), sigma=3 * scale)
+    regions = np.tanh(1.4 * smooth_noise(rng, (hc, wc), sigma=rng.uniform(0.06, 0.1) * h))
+    echo = 0.33 + 0.17 * regions + 0.05 * smooth_noise(rng, (hc, wc), sigma=3 * scale)
     echo += 0.5 * _streaks(rng, (hc, wc), scale, density=rng.uniform(0.6, 1.0))
     # skin and subcutaneous layers: bright horizontal lines near the top
     for d in np.sort(rng.uniform(0.0, 0.13, int(rng.integers(2, 5)))):
@@ -66,8 +66,8 @@ def _subject_anatomy(rng: np.random.Generator, hc: int, wc: int, h: int, w: int)
         curve = d * h + rng.uniform(0.02, 0.1) * h * np.sin(
             2 * np.pi * cols / (rng.uniform(0.8, 2.5) * wc) + rng.uniform(0, 2 * np.pi)
         )
-        curve = curve + 0.015 * h * _smooth_noise(rng, (1, wc), sigma=25 * scale)
-        gaps = np.clip(1.2 + _smooth_noise(rng, (1, wc), sigma=30 * scale), 0, 1)  # broken in places
+        curve = curve + 0.015 * h * smooth_noise(rng, (1, wc), sigma=25 * scale)
+        gaps = np.clip(1.2 + smooth_noise(rng, (1, wc), sigma=30 * scale), 0, 1)  # broken in places
         width = rng.uniform(1.5, 3.5) * scale
         echo += rng.uniform(0.5, 1.3) * gaps * np.exp(-(((rows - curve) / width) ** 2))
 
@@ -78,13 +78,13 @@ def _subject_anatomy(rng: np.random.Generator, hc: int, wc: int, h: int, w: int)
     cy = m[0] + rng.uniform(0.25, 0.7) * h
     cx = m[1] + rng.uniform(0.25, 0.75) * w
     tilt = rng.uniform(-0.6, 0.6)
-    profile = _radius_profile(rng, irregularity=0.18, n_harmonics=4)
+    profile = radius_profile(rng, irregularity=0.18, n_harmonics=4)
     dy, dx = rows - cy, cols - cx
     uy = (dy * np.cos(tilt) - dx * np.sin(tilt)) / ry
     ux = (dy * np.sin(tilt) + dx * np.cos(tilt)) / rx
     rho = np.hypot(uy, ux) / profile(np.arctan2(uy, ux))  # < 1 inside the nerve's outline
     inside = 0.5 * (1 - np.tanh((rho - 1.0) / 0.06))
-    sheath = np.exp(-(((rho - 0.97) / 0.07) ** 2)) * np.clip(1.3 + _smooth_noise(rng, (hc, wc), 6 * scale), 0, 1)
+    sheath = np.exp(-(((rho - 0.97) / 0.07) ** 2)) * np.clip(1.3 + smooth_noise(rng, (hc, wc), 6 * scale), 0, 1)
     visibility = rng.uniform(0.5, 1.0)  # some subjects' plexus is hard to see
     nerve_add = visibility * (rng.uniform(0.05, 0.15) * inside + rng.uniform(0.2, 0.5) * sheath)
     nerve_mul = np.ones((hc, wc))
@@ -343,12 +343,12 @@ def make_nerve_ultrasound(
             (int(seed), s, int(images_per_subject), h, w, int(s in chosen), str(folder))
             for s in range(1, int(num_subjects) + 1)
         ]
-        rows = [row for subject_rows in _map(_write_subject, jobs, num_workers) for row in subject_rows]
+        rows = [row for subject_rows in map_jobs(_write_subject, jobs, num_workers) for row in subject_rows]
         with open(folder / "train_masks.csv", "w", newline="") as f:
             out = csv.writer(f)
             out.writerow(["subject", "img", "pixels"])
             out.writerows(rows)
         test_jobs = [(int(seed), k, h, w, str(folder)) for k in range(1, int(num_test_images) + 1)]
-        _map(_write_test_image, test_jobs, num_workers)
+        map_jobs(_write_test_image, test_jobs, num_workers)
 
-    return _write_once(Path(root), params, writer, overwrite)
+    return write_once(Path(root), params, writer, overwrite)
