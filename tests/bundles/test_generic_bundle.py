@@ -207,7 +207,7 @@ def test_train_evaluate_infer_end_to_end(tmp_path):
 
     # 3. sliding-window inference: NIfTI predictions on the input's grid, with its affine
     out = run_bundle(bundle, ["inference.json"], *cli({k: v for k, v in TINY.items() if k.startswith("network")}),
-                     *cli({**SYNTHETIC, "pixdim": TINY["pixdim"]}))  # fmt: skip
+                     *cli({"synthetic_num_cases": SYNTHETIC["synthetic_num_cases"], "pixdim": TINY["pixdim"]}))  # fmt: skip
     assert "Predicted segmentations (2 images)" in out
     for name in ("organ_006", "organ_007"):
         pred, src = (

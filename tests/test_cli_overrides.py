@@ -1,0 +1,107 @@
+"""check_bundle_overrides: a mistyped ``--key`` of ``python -m monai.bundle run`` stops the run before
+any work, naming the key and the closest ids; every bundle calls it first."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monai_gamble.utils import check_bundle_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = ["/env/lib/python3.11/site-packages/monai/bundle/__main__.py", "run"]
+CONFIG = {
+    "max_epochs": 60,
+    "objective": {"_target_": "GamblingLoss", "beta": 0.02},
+    "network_def": {"_target_": "UNet", "channels": [16, 32]},
+    "train": {"transforms": [{"_target_": "RandFlipd", "prob": 0.5}]},
+}
+
+
+def test_known_keys_pass_and_are_returned():
+    argv = [
+        *RUN,
+        "--config_file",
+        "x.json",
+        "--max_epochs",
+        "2",
+        "--objective#beta=0.1",
+        "--network_def#channels#1",
+        "8",
+    ]
+    assert check_bundle_overrides(argv, config=CONFIG) == ["max_epochs", "objective#beta", "network_def#channels#1"]
+    # a new keyword argument of a component, and a list index counted from the end
+    extra = [
+        *RUN,
+        "--objective#budget",
+        "65536",
+        "--train#transforms#-1#prob",
+        "0.2",
+        "--network_def#num_res_units",
+        "2",
+    ]
+    assert check_bundle_overrides(extra, config=CONFIG) == [
+        "objective#budget",  # GamblingLoss is not a name MONAI's locator resolves: accepted
+        "train#transforms#-1#prob",
+        "network_def#num_res_units",  # a parameter of monai.networks.nets.UNet
+    ]
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--max_epoch", "the configs define no 'max_epoch'. Did you mean --max_epochs?"),
+        ("--network_def#chanels", "no 'network_def#chanels'. Did you mean 'channels', 'in_channels'"),
+        # a new argument of a component must be a parameter of its target (MONAI's UNet here)
+        ("--network_def#num_res_unit", "Did you mean 'num_res_units'?"),
+        ("--network_def#channels#2", "network_def#channels is a list of 2 items, so '2' is not an index of it"),
+        ("--max_epochs#x", "max_epochs is a value (int), not a dict or a list"),
+        ("--train#loader", "the configs define no 'train#loader'"),
+    ],
+)
+def test_unknown_keys_stop_with_close_matches(option, message):
+    with pytest.raises(SystemExit, match="nothing was run") as e:
+        check_bundle_overrides([*RUN, option, "1"], config=CONFIG)
+    assert message in str(e.value)
+
+
+def test_not_a_bundle_run_is_not_checked():
+    assert check_bundle_overrides(["pytest", "--max_epoch", "1"], config=CONFIG) == []
+    assert check_bundle_overrides([RUN[0], "verify_metadata", "--max_epoch", "1"], config=CONFIG) == []
+
+
+def test_config_files_and_args_file_from_the_command_line(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"max_epochs": 1}))
+    b.write_text(json.dumps({"evaluation_dir": "x"}))
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"max_epochs": 3}))
+    files = f"['{a}','{b}']"
+    assert check_bundle_overrides([*RUN, "--config_file", files, "--evaluation_dir", "y"]) == ["evaluation_dir"]
+    assert check_bundle_overrides([*RUN, "--config_file", files, "--args_file", str(args)]) == ["max_epochs"]
+    args.write_text(json.dumps({"max_epoch": 3}))
+    with pytest.raises(SystemExit, match="max_epoch"):
+        check_bundle_overrides([*RUN, "--config_file", f"{a},{b}", "--args_file", str(args)])
+
+
+BUNDLES = sorted(p.parent.parent for p in REPO.glob("bundles/*/configs/train.json"))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_every_bundle_checks_first(bundle):
+    for name in ("train.json", "inference.json", "multi_gpu_train.json"):
+        init = json.loads((bundle / "configs" / name).read_text())["initialize"]
+        assert init[0] == "$monai_gamble.utils.check_bundle_overrides()", (bundle.name, name)
+
+
+def test_a_mistyped_key_stops_the_thyroid_bundle_at_once(tmp_path):
+    bundle = REPO / "bundles" / "thyroid_ultrasound_gambling"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/train.json", "--max_epoch", "1",
+           "--bundle_root", str(tmp_path), "--output_dir", str(tmp_path / "eval")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=bundle, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "--max_epoch: the configs define no 'max_epoch'. Did you mean --max_epochs?" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "eval").exists()  # nothing was run
