@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUNDLE := bundles/thyroid_ultrasound_gambling
-PYTEST_ARGS ?=
+# two workers (pytest-xdist), one thread each (tests/conftest.py): the suite on the 2-core CI machine
+PYTEST_ARGS ?= -n 2
 
 .PHONY: install demo test lint format clean
 

@@ -32,3 +32,13 @@ def _folder_digest(folder: Path) -> str:
 def digest() -> Callable[[Path], str]:
     """``digest(folder)``: a SHA-256 of every file's relative path and bytes (same bytes, same digest)."""
     return _folder_digest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two workers on the 2-core CI machine) each worker
+    computes with one thread: two workers with two OpenMP threads each oversubscribe the cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"  # the notebooks' kernels and the bundles' subprocesses too
+        torch.set_num_threads(1)
