@@ -16,7 +16,7 @@ the DDTI convention (whole scans < 10000, half scans 10000-29999), the time of e
 with the line ``zero-shot Dice <value> on <n> real images``. Usage::
 
     python benchmarks/sim_to_real.py --real_dir ../shared/realdata/ultrasound_thyroid_ddti
-    python benchmarks/sim_to_real.py --real_dir DIR --method gambling --epochs 20 --num_images 600
+    python benchmarks/sim_to_real.py --real_dir DIR --method gambling --epochs 30 --num_images 500
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--real_dir", required=True, type=Path, help="real images in the TN-SCUI layout")
     parser.add_argument("--method", choices=("ce", "gambling"), default="ce")
     parser.add_argument("--image_size", type=int, default=128, help="training/inference size (square)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--num_images", type=int, default=600, help="synthetic images (80%% train, 10%% val)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--num_images", type=int, default=300, help="synthetic images (80%% train, 10%% val)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of the training")
     parser.add_argument("--label_noise", type=float, default=0.05, help="synthetic annotation jitter")
     parser.add_argument("--output_dir", type=Path, default=None, help="default: a new temporary folder")
