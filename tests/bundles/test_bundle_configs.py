@@ -52,6 +52,15 @@ NOT_KEYS = {
 BENCHMARK_ARGS = {
     "nerve_ultrasound_ems": {"bundle", "demo", "fresh_subjects", "blend"},  # benchmarks/asme.py
     "pathology_semisupervised_adversarial": {"output", "fractions", "methods", "seeds"},  # labelled fraction
+    # benchmarks/sim_to_real.py and benchmarks/thyroid_label_efficiency.py; a dataset folder's name
+    "thyroid_ultrasound_gambling": {
+        "real_dir",
+        "threads",
+        "output",
+        "epochs",
+        "sizes",
+        "ultrasound_thyroid_ddti_tnscui",
+    },
 }
 #: per bundle, option values that its docs name (of ``--layout``, ``--loss_name``, the objective's maps)
 OPTION_VALUES = {
