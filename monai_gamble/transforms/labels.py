@@ -8,7 +8,7 @@ import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_dst_type, convert_to_tensor
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 __all__ = ["ToClassIndices", "ToClassIndicesD", "ToClassIndicesDict", "ToClassIndicesd"]
 
@@ -43,7 +43,7 @@ class ToClassIndices(Transform):
                  [1, 0]]])
     """
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, num_classes: int, scale: int = 1) -> None:
         if int(num_classes) < 2 or int(scale) < 1:

@@ -8,7 +8,7 @@ import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, ScaleIntensityRange, ScaleIntensityRangePercentiles, Transform
-from monai.utils import StrEnum, convert_to_dst_type, convert_to_tensor, look_up_option
+from monai.utils import StrEnum, TransformBackends, convert_to_dst_type, convert_to_tensor, look_up_option
 
 __all__ = [
     "IntensityScaling",
@@ -67,7 +67,7 @@ class ScaleIntensityByModality(Transform):
             ``modalities``; on call, for an image whose channel count differs from the modalities.
     """
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
         self,
