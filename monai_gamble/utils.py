@@ -207,6 +207,8 @@ def _unknown_key_message(key: str, config: dict, known: list[str]) -> str | None
             return (
                 f"--{key}: {'#'.join(parts[:depth])} is a list of {len(node)} items, so {part!r} is not an index of it."
             )
+        elif isinstance(node, str) and node.startswith(("%", "@", "$")):
+            return None  # a macro, reference or expression: what it holds is known only once parsed
         else:
             return f"--{key}: {'#'.join(parts[:depth])} is a value ({type(node).__name__}), not a dict or a list."
         close = difflib.get_close_matches(here if depth == 0 else part, options, n=5, cutoff=0.6)

@@ -17,6 +17,7 @@ CONFIG = {
     "objective": {"_target_": "GamblingLoss", "beta": 0.02},
     "network_def": {"_target_": "UNet", "channels": [16, 32]},
     "train": {"transforms": [{"_target_": "RandFlipd", "prob": 0.5}]},
+    "infer_net": {"channels": "%configs/train.json#network_def#channels"},
 }
 
 
@@ -47,6 +48,8 @@ def test_known_keys_pass_and_are_returned():
         "train#transforms#-1#prob",
         "network_def#num_res_units",  # a parameter of monai.networks.nets.UNet
     ]
+    # inside a macro (or a reference) nothing can be checked before MONAI parses it
+    assert check_bundle_overrides([*RUN, "--infer_net#channels#0", "4"], config=CONFIG) == ["infer_net#channels#0"]
 
 
 @pytest.mark.parametrize(
