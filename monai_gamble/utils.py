@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import difflib
 import inspect
-import json
 import os
 import sys
 import time
@@ -259,8 +258,10 @@ def check_bundle_overrides(
             return []  # from an args_file: MONAI reports what is missing
         config = ConfigParser.load_config_files(_config_files(files))
     args_file = options.get("args_file")
-    if args_file:
-        options = {**json.loads(Path(args_file).read_text()), **options}
+    if args_file:  # JSON or YAML, as MONAI's run reads it
+        from monai.bundle import ConfigParser
+
+        options = {**ConfigParser.load_config_file(args_file), **options}
     keys = [k for k in options if k not in RUN_ARGUMENTS and k not in set(allowed)]
     known = sorted(config)
     problems = [m for k in keys if (m := _unknown_key_message(k, config, known))]

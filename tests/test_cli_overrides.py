@@ -87,6 +87,9 @@ def test_config_files_and_args_file_from_the_command_line(tmp_path):
     args.write_text(json.dumps({"max_epoch": 3}))
     with pytest.raises(SystemExit, match="max_epoch"):
         check_bundle_overrides([*RUN, "--config_file", f"{a},{b}", "--args_file", str(args)])
+    yaml_args = tmp_path / "args.yaml"  # MONAI's run also takes a YAML args file
+    yaml_args.write_text("max_epochs: 2\n")
+    assert check_bundle_overrides([*RUN, "--config_file", files, "--args_file", str(yaml_args)]) == ["max_epochs"]
 
 
 BUNDLES = sorted(p.parent.parent for p in REPO.glob("bundles/*/configs/train.json"))
