@@ -64,11 +64,14 @@ def cross_entropy_map(
         every pixel.
 
     Raises:
-        ValueError: for mismatched shapes, labels out of range (e.g. a {0, 255} mask), or bad weights.
+        ValueError: for mismatched shapes, labels out of range (e.g. a {0, 255} mask), probability
+            targets outside [0, 1], NaN or inf logits, or bad weights.
     """
     if input.ndim < 3:
         raise ValueError(f"input must be logits of shape (B, C, *spatial), got {tuple(input.shape)}.")
     b, c, *spatial = input.shape
+    if not torch.isfinite(input).all():
+        raise ValueError("input logits hold NaN or inf values: the segmenter diverged (lower the learning rate).")
     num_classes = 2 if c == 1 else c
     w = _class_weights(weight, num_classes)
     if target.ndim == input.ndim - 1:
@@ -108,6 +111,11 @@ def cross_entropy_map(
     if target.shape[1] != c:
         raise ValueError(f"probability targets need {c} channels like the input, got {target.shape[1]}.")
     t = target.float()
+    if t.numel() and not (torch.isfinite(t).all() and t.min() >= 0 and t.max() <= 1):
+        raise ValueError(
+            f"probability targets must lie in [0, 1], found [{t.min().item():g}, {t.max().item():g}]: "
+            "a one-hot x 255 mask must be divided by 255 first."
+        )
     ce = -(t * logp).sum(1)
     omega = t.sum(1) if w is None else (w.to(t).reshape(1, c, *([1] * len(spatial))) * t).sum(1)
     return ce, omega * valid

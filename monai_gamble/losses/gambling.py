@@ -100,8 +100,8 @@ def betting_map(
         ``(B, 1, *spatial)`` float tensor of non-negative weights, differentiable in ``logits``.
 
     Raises:
-        ValueError: for logits that are not ``(B, 1, *spatial)``, a mask of another shape, a
-            negative or non-finite ``beta``, or a budget that is not a positive number.
+        ValueError: for logits that are not ``(B, 1, *spatial)``, NaN or inf logits, a mask of another
+            shape, a negative or non-finite ``beta``, or a budget that is not a positive number.
 
     Example:
         >>> w = betting_map(torch.randn(2, 1, 64, 64))
@@ -118,6 +118,8 @@ def betting_map(
     if not logits.is_floating_point():
         raise ValueError(f"betting logits must be a floating-point tensor, got {logits.dtype}.")
     g = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    if not torch.isfinite(g).all():
+        raise ValueError("betting logits hold NaN or inf values: the gambler diverged (lower its learning rate).")
     if mask is None:
         valid = torch.ones_like(g, dtype=torch.bool)
     else:

@@ -297,6 +297,22 @@ class BoundaryDistances:
         return self.assd()
 
 
+def _prepared_spacing(spacing: Spacing, batch_size: int, img_dim: int) -> list[Any]:
+    """MONAI's ``prepare_spacing``, with every value checked: finite and positive.
+
+    Raises:
+        ValueError: for a zero, negative or non-finite spacing (which would give wrong distances).
+    """
+    spacing_list = list(prepare_spacing(spacing=spacing, batch_size=batch_size, img_dim=img_dim))
+    for item in spacing_list:
+        if item is None:
+            continue
+        values = np.atleast_1d(np.asarray(item, dtype=float))
+        if not (np.isfinite(values).all() and (values > 0).all()):
+            raise ValueError(f"spacing must be finite and positive in every dimension, got {values.tolist()}.")
+    return spacing_list
+
+
 def _check_tolerance(tolerance: float | None) -> float | None:
     if tolerance is None:
         return None
@@ -314,7 +330,7 @@ def _distances_of_batch(
 ) -> BoundaryDistances:
     y_pred_b, y_b = check_binary_pair(y_pred, y, include_background)
     b_size, c_size = y_b.shape[:2]
-    spacing_list = list(prepare_spacing(spacing=spacing, batch_size=b_size, img_dim=y_b.ndim - 2))
+    spacing_list = _prepared_spacing(spacing, b_size, y_b.ndim - 2)
     ep, eg = empty_masks(y_pred_b).cpu(), empty_masks(y_b).cpu()
     pred_to_gt: list[list[torch.Tensor | None]] = [[None] * c_size for _ in range(b_size)]
     gt_to_pred: list[list[torch.Tensor | None]] = [[None] * c_size for _ in range(b_size)]
@@ -371,7 +387,7 @@ def compute_boundary_distances(
             raise ValueError(f"y_pred has {len(items_pred)} items and y {len(items_y)}.")
         if len({tuple(t.shape) for t in (*items_pred, *items_y)}) > 1:  # items of different sizes
             spatial_dims = items_y[0].ndim - 1
-            spacing_list = list(prepare_spacing(spacing=spacing, batch_size=len(items_y), img_dim=spatial_dims))
+            spacing_list = _prepared_spacing(spacing, len(items_y), spatial_dims)
             return BoundaryDistances.concatenate(
                 [
                     _distances_of_batch(p[None], g[None], sp, include_background, metric)
@@ -657,7 +673,7 @@ class BoundaryDistanceCache:
         items_pred, items_gt = _items(y_pred, "y_pred"), _items(y, "y")
         if len(items_pred) != len(items_gt):
             raise ValueError(f"y_pred has {len(items_pred)} items and y {len(items_gt)}.")
-        spacings = list(prepare_spacing(spacing=spacing, batch_size=len(items_gt), img_dim=items_gt[0].ndim - 1))
+        spacings = _prepared_spacing(spacing, len(items_gt), items_gt[0].ndim - 1)
         self._purge()
         keys, found = [], []
         for p, g, sp in zip(items_pred, items_gt, spacings, strict=True):

@@ -100,6 +100,17 @@ def test_all_pixels_ignored_gives_zero_not_nan():
         (torch.randn(1, 2, 4, 4), torch.zeros(1, 1, 4, 4), {"weight": [1.0]}, "one value per class"),
         (torch.randn(1, 2, 4, 4), torch.zeros(1, 1, 4, 4), {"weight": [1.0, -1.0]}, "non-negative"),
         (torch.randn(4, 2), torch.zeros(4, 1), {}, "logits of shape"),
+        # a one-hot x 255 target gave a loss of 489 before this check
+        (
+            torch.randn(1, 2, 4, 4),
+            255.0 * torch.eye(2)[torch.randint(0, 2, (1, 4, 4))].permute(0, 3, 1, 2),
+            {},
+            r"probability targets must lie in \[0, 1\], found \[0, 255\]",
+        ),
+        (torch.randn(1, 2, 4, 4), torch.full((1, 2, 4, 4), -0.5), {}, "must lie in"),
+        (torch.randn(1, 2, 4, 4), torch.full((1, 2, 4, 4), float("nan")), {}, "must lie in"),
+        (torch.full((1, 2, 4, 4), float("nan")), torch.zeros(1, 1, 4, 4), {}, "NaN or inf"),
+        (torch.tensor([float("inf"), 0.0]).reshape(1, 1, 2, 1), torch.zeros(1, 1, 2, 1), {}, "NaN or inf"),
     ],
 )
 def test_bad_inputs(x, y, kwargs, match):

@@ -159,6 +159,11 @@ def test_betting_map_bad_shapes():
         betting_map(torch.zeros(1, 1, 4, 4), mask=torch.ones(1, 1, 4, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="floating-point"):
         betting_map(torch.zeros(1, 1, 4, 4, dtype=torch.long))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        logits = torch.zeros(1, 1, 4, 4)
+        logits[0, 0, 1, 2] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            betting_map(logits)
 
 
 def test_gambling_loss_hand_computed_binary():

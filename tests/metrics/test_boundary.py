@@ -384,6 +384,14 @@ class TestCombinedMetrics:
         for k in ALL:
             assert torch.equal(out[k], ref[k]), k
 
+    @pytest.mark.parametrize("spacing", [0.0, -1.0, (1.0, 0.0), (float("nan"), 1.0), float("inf")])
+    def test_bad_spacing_is_a_clear_error(self, spacing):
+        y = random_masks((1, 2, 12, 12), seed=1, sigma=2.0)
+        with pytest.raises(ValueError, match="spacing must be finite and positive"):
+            compute_boundary_metrics(y, y, spacing=spacing)
+        with pytest.raises(ValueError, match="spacing must be finite and positive"):
+            BoundaryDistanceCache()(y, y, spacing=spacing)
+
     @pytest.mark.parametrize(
         "pred, gt, expected",
         [
