@@ -5,6 +5,7 @@ from .datasets import (
     DDTI_HALF_SCAN_OFFSET,
     SPLIT_NAMES,
     TNSCUIGrouping,
+    check_splits,
     count_items,
     ddti_scan_group,
     evaluation_datalist,
@@ -67,6 +68,7 @@ from .synthetic import (
 
 __all__ = [
     "CheckedPILReader",
+    "check_splits",
     "ImageFileInfo",
     "IntensityScale",
     "check_image_file",

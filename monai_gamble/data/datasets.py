@@ -23,6 +23,7 @@ from .image_checks import check_image_files
 
 __all__ = [
     "DDTI_HALF_SCAN_OFFSET",
+    "check_splits",
     "SPLIT_NAMES",
     "TNSCUIGrouping",
     "count_items",
@@ -221,6 +222,46 @@ def split_datalist(
             for f, part in enumerate(_cut(shuffled, sizes)):
                 out["validation" if f == int(fold) else "training"].extend(part)
     return {name: sorted(v, key=lambda it: str(it[key])) for name, v in out.items()}
+
+
+def check_splits(
+    datalist: dict[str, Sequence[Any]],
+    splits: Sequence[str] = ("training", "validation"),
+    num_processes: int | None = None,
+    exit_on_error: bool = False,
+) -> dict[str, Sequence[Any]]:
+    """Check that each of ``splits`` of ``datalist`` holds at least one item per process, before training.
+
+    A validation split that is empty (a small dataset with the default fractions) makes every
+    validation metric fail after the first epoch; under ``torchrun`` with more processes than items,
+    a process gets no validation item and waits for the others for ever.
+
+    Args:
+        datalist: ``{"training": [...], "validation": [...], ...}``.
+        splits: the splits that must not be empty.
+        num_processes: the number of processes (None: ``WORLD_SIZE``, as ``torchrun`` sets it, else 1).
+        exit_on_error: raise ``SystemExit`` with the message (what the bundles do) instead of ``ValueError``.
+
+    Returns:
+        ``datalist``.
+
+    Raises:
+        ValueError: naming the split, its size and the number of processes.
+    """
+    n_proc = int(os.environ.get("WORLD_SIZE", 1)) if num_processes is None else int(num_processes)
+    sizes = {name: len(datalist.get(name, ())) for name in datalist if isinstance(datalist.get(name), (list, tuple))}
+    for name in splits:
+        n = len(datalist.get(name, ()))
+        if n < max(1, n_proc):
+            per = f" for {n_proc} processes (one item each at least)" if n_proc > 1 else ""
+            message = (
+                f"the {name} split holds {n} items{per} (splits: {sizes}): use more images or a larger "
+                f"{name} fraction" + (", or fewer processes" if n_proc > 1 else "") + "."
+            )
+            if exit_on_error:
+                raise SystemExit(f"Bad setting, nothing was run: {message}")
+            raise ValueError(message)
+    return datalist
 
 
 def read_csv_rows(path: str | os.PathLike, fieldnames: Sequence[str] | None = None) -> list[dict[str, str]]:

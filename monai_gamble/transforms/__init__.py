@@ -9,6 +9,7 @@ from .erosion import (
     ErosionMaskSmoothingDict,
 )
 from .intensity import ToGrayscale, ToGrayscaleD, ToGrayscaled, ToGrayscaleDict
+from .io import LoadImageNamedD, LoadImageNamedd, LoadImageNamedDict
 from .labels import ToClassIndices, ToClassIndicesD, ToClassIndicesd, ToClassIndicesDict
 from .modality import (
     IntensityScaling,
@@ -41,6 +42,9 @@ from .stain import (
 )
 
 __all__ = [
+    "LoadImageNamedD",
+    "LoadImageNamedDict",
+    "LoadImageNamedd",
     "IntensityScaling",
     "ScaleIntensityByModality",
     "ScaleIntensityByModalityD",
