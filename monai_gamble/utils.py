@@ -10,12 +10,16 @@ torch.cuda.is_available() else 'cpu')``, ``'train_' + time.strftime(...)``, a di
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import inspect
+import json
 import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +30,18 @@ idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 
 __all__ = [
     "LRSchedule",
+    "atomic_copy",
+    "announce_run",
+    "atomic_save",
+    "bound_onednn_cache",
     "check_bundle_overrides",
+    "check_tracking_uri",
+    "check_training_settings",
     "checkpoint_path",
+    "file_lock",
+    "latest_run",
+    "new_run_name",
+    "resume_checkpoint",
     "ddp_device_ids",
     "default_device",
     "default_tracking_uri",
@@ -35,6 +49,7 @@ __all__ = [
     "join_name",
     "lr_scheduler",
     "timestamped_name",
+    "training_run_of",
 ]
 
 
@@ -85,10 +100,219 @@ def checkpoint_path(ckpt_dir: str | os.PathLike, name: str) -> str:
 
 def default_tracking_uri(output_dir: str | os.PathLike) -> str:
     """The MLflow tracking URI of a bundle: ``MLFLOW_TRACKING_URI`` if set, else a SQLite store
-    ``<output_dir>/mlruns.db`` (MONAI 1.6 rejects plain paths and ``file://`` URIs)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or path_to_sqlite_uri(
-        os.path.join(os.path.abspath(output_dir), "mlruns.db")
-    )
+    ``<output_dir>/mlruns.db`` (MONAI 1.6 rejects plain paths and ``file://`` URIs).
+
+    A new SQLite store is created here, once, under a lock (:func:`file_lock`): MLflow creates its
+    tables with Alembic migrations that two processes creating one store at the same time break
+    for good (``table _alembic_tmp_tags already exists``). A run started while another creates the
+    store waits for it, then finds the store ready.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    path = os.path.join(os.path.abspath(output_dir), "mlruns.db")
+    uri = path_to_sqlite_uri(path)
+    ensure_sqlite_store(path, uri)
+    return uri
+
+
+def ensure_sqlite_store(path: str | os.PathLike, uri: str | None = None) -> None:
+    """Create the MLflow SQLite store ``path`` (its tables) once, under ``<path>.lock``.
+
+    A store that another process is creating is waited for; one that exists is left alone (an
+    existing store is only read by MLflow's migrations check, which is safe in parallel).
+    """
+    path = Path(path)
+    ready = path.with_name(path.name + ".ready")
+    if ready.is_file() and path.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_name(path.name + ".lock")):
+        if ready.is_file() and path.is_file():
+            return
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri or path_to_sqlite_uri(str(path)))
+        client.search_experiments(max_results=1)  # creates and migrates the tables
+        store = getattr(getattr(client, "_tracking_client", None), "store", None)
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose()
+        ready.write_text("created by monai_gamble.utils.ensure_sqlite_store\n")
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, timeout: float = 600.0, poll: float = 0.1) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the ``with`` block: processes that
+    share a folder (two bundle runs started together) take turns through it.
+
+    Uses ``fcntl.flock`` (released by the OS when a process dies, so a killed run never leaves a
+    stale lock); where ``fcntl`` is missing (Windows) the block runs unlocked.
+
+    Raises:
+        TimeoutError: when the lock is not free after ``timeout`` seconds; the message names the file.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + float(timeout)
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} is still locked by another process after {timeout:.0f} s.") from None
+                time.sleep(poll)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj, path)`` written to a temporary file of the same folder, then renamed over
+    ``path``: a process killed during the save leaves the previous file whole, never a truncated one.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy ``src`` to ``dst`` through a temporary file renamed over ``dst`` (see :func:`atomic_save`)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return dst
+
+
+#: the file of a run folder that holds the full training state (see ``handlers.TrainingCheckpoint``)
+LAST_CHECKPOINT = "last.pt"
+#: the file of a run folder that says which run it is (name, MLflow run id, status)
+RUN_RECORD = "run.json"
+
+
+def new_run_name(runs_dir: str | os.PathLike, *parts: object, resume: bool = False) -> str:
+    """The name of a training run, and its folder ``<runs_dir>/<name>`` claimed for it.
+
+    A new run (``resume=False``) is named by :func:`timestamped_name` (``gambling_train_20260101_120000``)
+    and its folder is created with ``os.mkdir``, which only one process can do: a second run
+    started in the same second gets ``..._2`` (and so on), so two runs never share a folder.
+    With ``resume=True`` the latest run of ``runs_dir`` that has a last checkpoint
+    (:func:`latest_run`) is continued: its name is returned and nothing is created. Under
+    ``torch.distributed`` rank 0 chooses and the name is broadcast to every process.
+
+    Raises:
+        FileNotFoundError: ``resume=True`` and no run of ``runs_dir`` has a last checkpoint.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        # every process of a torchrun job resolves the name: rank 0 claims it, the others take its name
+        found = [_claim_run_name(Path(runs_dir), parts, resume) if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(found, src=0)
+        return str(found[0])
+    return _claim_run_name(Path(runs_dir), parts, resume)
+
+
+def _claim_run_name(runs_dir: Path, parts: Sequence[object], resume: bool) -> str:
+    if bool(resume):
+        return latest_run(runs_dir).name
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    base = timestamped_name(*parts)
+    for i in range(1, 1000):
+        name = base if i == 1 else f"{base}_{i}"
+        try:
+            os.mkdir(runs_dir / name)
+        except FileExistsError:
+            continue
+        return name
+    raise FileExistsError(f"could not claim a new run folder {base}_<n> in {runs_dir}.")  # pragma: no cover
+
+
+def latest_run(runs_dir: str | os.PathLike) -> Path:
+    """The folder of the latest run in ``runs_dir`` that can be resumed: the one whose
+    ``last.pt`` was written last.
+
+    Raises:
+        FileNotFoundError: when no ``<runs_dir>/*/last.pt`` exists (the message names the folder and
+            the runs found without one).
+    """
+    runs_dir = Path(runs_dir)
+    found = sorted(runs_dir.glob(f"*/{LAST_CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        others = sorted(p.name for p in runs_dir.glob("*") if p.is_dir()) if runs_dir.is_dir() else []
+        raise FileNotFoundError(
+            f"--resume true: no run to resume in {runs_dir} (no */{LAST_CHECKPOINT}"
+            + (f"; run folders without one: {others}" if others else "")
+            + "). Start a new run without --resume."
+        )
+    return found[-1].parent
+
+
+def resume_checkpoint(run_dir: str | os.PathLike, resume: bool) -> str | None:
+    """The last checkpoint of ``run_dir`` when ``resume`` is true, else None (a new run).
+
+    Raises:
+        FileNotFoundError: ``resume`` and ``<run_dir>/last.pt`` does not exist.
+    """
+    if not bool(resume):
+        return None
+    path = Path(run_dir) / LAST_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume true: {path} does not exist; nothing to resume.")
+    return str(path)
+
+
+def training_run_of(checkpoint: str | os.PathLike) -> dict[str, str]:
+    """What is known of the training run that wrote ``checkpoint``: the ``run.json`` next to it, or
+    the ``<name>.json`` record that :class:`~monai_gamble.handlers.TrainingCheckpoint` writes next to
+    a published copy (``models/model.pt`` -> ``models/model.json``). Keys ``training_run_name``,
+    ``training_run_id`` and ``checkpoint`` where known; an empty dict else."""
+    path = Path(checkpoint)
+    for record in (path.with_suffix(".json"), path.parent / RUN_RECORD):
+        if record.is_file():
+            try:
+                data = json.loads(record.read_text())
+            except (OSError, ValueError):
+                continue
+            out = {"checkpoint": str(path.resolve())}
+            if data.get("run_name"):
+                out["training_run_name"] = str(data["run_name"])
+            if data.get("mlflow_run_id"):
+                out["training_run_id"] = str(data["mlflow_run_id"])
+            return out
+    return {"checkpoint": str(path.resolve())} if path.exists() else {}
 
 
 class LRSchedule(StrEnum):
@@ -268,3 +492,205 @@ def check_bundle_overrides(
     if problems:
         raise SystemExit("Unknown override(s), nothing was run:\n  " + "\n  ".join(problems))
     return keys
+
+
+def _first_conv(network: torch.nn.Module) -> torch.Tensor | None:
+    for p in network.parameters():
+        if p.ndim >= 3:
+            return p
+    return None
+
+
+def check_training_settings(
+    network: torch.nn.Module | None = None,
+    image_size: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    val_interval: int | None = None,
+    max_epochs: int | None = None,
+    batch_size: int | None = None,
+    stages: Sequence[Any] | None = None,
+    exit_on_error: bool = False,
+) -> None:
+    """Check a bundle's training settings before any work, with one line that names the key.
+
+    - ``num_classes`` >= 2 (the bundles segment with a softmax over background and foreground: a
+      binary task has 2 classes), ``val_interval``, ``max_epochs`` and ``batch_size`` >= 1;
+    - ``stages`` (progressive resizing) not empty, each stage valid
+      (:class:`~monai_gamble.handlers.ResizeStage`);
+    - ``image_size`` (or each stage's ``spatial_size``) fits ``network``: one forward pass of a
+      zero image of that size (in eval mode, without gradient) must give an output of the same
+      size. A U-Net with four stride-2 levels, for example, needs sizes divisible by 16.
+
+    Args:
+        exit_on_error: raise ``SystemExit`` with the message instead of ``ValueError`` (what the
+            bundles' ``initialize`` does: one line, no traceback, before any work).
+
+    Raises:
+        ValueError: naming the key (``--num_classes``, ``--image_size``, ...) and what it must be.
+    """
+    try:
+        _check_training_settings(network, image_size, num_classes, val_interval, max_epochs, batch_size, stages)
+    except ValueError as e:
+        if exit_on_error:
+            raise SystemExit(f"Bad setting, nothing was run: {e}") from None
+        raise
+
+
+def _check_training_settings(
+    network: torch.nn.Module | None,
+    image_size: Sequence[int] | None,
+    num_classes: int | None,
+    val_interval: int | None,
+    max_epochs: int | None,
+    batch_size: int | None,
+    stages: Sequence[Any] | None,
+) -> None:
+    def whole(name: str, value: Any, minimum: int) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+            raise ValueError(f"--{name} must be a whole number >= {minimum}, got {value!r}.")
+
+    whole("val_interval", val_interval, 1)
+    whole("max_epochs", max_epochs, 1)
+    whole("batch_size", batch_size, 1)
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
+            raise ValueError(
+                f"--num_classes must be at least 2, got {num_classes!r}: the bundles segment with a softmax "
+                "over the classes, background included (a binary task has 2)."
+            )
+    sizes: list[tuple[str, Sequence[int]]] = []
+    if stages is not None:
+        from .handlers.progressive import ResizeStage
+
+        if len(stages) == 0:
+            raise ValueError(
+                "--stages must hold at least one stage, e.g. [{'epochs': 10, 'spatial_size': [256, 256]}]."
+            )
+        for i, stage in enumerate(stages):
+            try:
+                s = ResizeStage(i, stage)
+            except (ValueError, TypeError, KeyError) as e:
+                raise ValueError(f"--stages: stage {i} ({stage!r}) is not valid: {e}") from e
+            sizes.append((f"stages#{i}#spatial_size", s["spatial_size"]))
+    if image_size is not None:
+        sizes.append(("image_size", image_size))
+    if network is None or not sizes:
+        return
+    conv = _first_conv(getattr(network, "module", network))
+    if conv is None:
+        return
+    in_channels, spatial_dims = int(conv.shape[1]), conv.ndim - 2
+    checked: set[tuple[int, ...]] = set()
+    for key, size in sizes:
+        size = [int(size)] * spatial_dims if isinstance(size, (int, float)) else [int(v) for v in size]
+        if tuple(size) in checked:
+            continue
+        checked.add(tuple(size))
+        if len(size) != spatial_dims or min(size) < 1:
+            raise ValueError(
+                f"--{key} must be {spatial_dims} positive sizes for this {spatial_dims}D network, got {size}."
+            )
+        x = torch.zeros(1, in_channels, *size, device=conv.device)
+        was_training = network.training
+        network.eval()
+        try:
+            with torch.no_grad():
+                out = network(x)
+            problem = None
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            if list(out.shape[2:]) != size:
+                problem = f"gives an output of size {list(out.shape[2:])}"
+        except RuntimeError as e:
+            problem = f"fails on it ({str(e).splitlines()[0]})"
+        finally:
+            network.train(was_training)
+        if problem is not None:
+            strides = getattr(getattr(network, "module", network), "strides", None)
+            hint = ""
+            if strides:
+                factor = int(torch.tensor([s if isinstance(s, int) else max(s) for s in strides]).prod())
+                hint = f" Use sizes divisible by {factor} (the product of the network's strides)."
+            raise ValueError(
+                f"--{key} {size} does not fit the network: {type(getattr(network, 'module', network)).__name__} {problem}.{hint}"
+            )
+
+
+def check_tracking_uri(uri: str | None, timeout: float = 5.0, exit_on_error: bool = False) -> str | None:
+    """Check that an MLflow tracking server can be reached, within ``timeout`` seconds, before any work.
+
+    MLflow retries an unreachable server for minutes (about 267 s with its defaults) before it fails,
+    after the data is prepared and the networks are built. For ``http(s)://`` URIs this asks the
+    server's ``/health`` endpoint once; any HTTP answer counts as reachable (a proxy may answer 404),
+    a refused or timed-out connection does not. Other URIs (a SQLite store, None) are returned as
+    they are.
+
+    Args:
+        uri: the tracking URI (``--tracking_uri``).
+        timeout: seconds to wait for the server.
+        exit_on_error: raise ``SystemExit`` with the message (what the bundles do) instead of ``ValueError``.
+
+    Returns:
+        ``uri``.
+
+    Raises:
+        ValueError: the server cannot be reached (the message names it and how to fix it).
+    """
+    if not uri or not str(uri).lower().startswith(("http://", "https://")):
+        return uri
+    import urllib.error
+    import urllib.request
+
+    url = str(uri).rstrip("/") + "/health"
+    try:
+        urllib.request.urlopen(url, timeout=float(timeout)).close()
+    except urllib.error.HTTPError:
+        pass  # it answered
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        message = (
+            f"--tracking_uri {uri}: no MLflow server answers there within {timeout:g} s ({reason}). Start it "
+            "(mlflow server --host 127.0.0.1 --port 5000) or leave --tracking_uri out for the local SQLite store."
+        )
+        if exit_on_error:
+            raise SystemExit(f"Bad setting, nothing was run: {message}") from None
+        raise ValueError(message) from None
+    return uri
+
+
+#: the oneDNN primitive cache size that :func:`bound_onednn_cache` sets by default
+ONEDNN_CACHE_CAPACITY = 256
+
+
+def bound_onednn_cache(capacity: int = ONEDNN_CACHE_CAPACITY) -> int:
+    """Bound the CPU memory that oneDNN (PyTorch's CPU convolutions) keeps per input shape.
+
+    oneDNN caches a compiled primitive for every shape a convolution sees (1024 by default, about
+    1 MB each): inference on images of many sizes (the anti-aliasing of ``Resized`` convolves each
+    image at its own size) then grows by about a megabyte per new size. This sets
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` (an LRU cache) to ``capacity`` unless the user set it;
+    oneDNN reads it once, at the first convolution of the process, so call it before any (the
+    bundles call it first in ``initialize``). ``capacity`` should exceed the primitives of one
+    forward pass of the network (a few per layer), or each pass recompiles them.
+
+    Returns:
+        the capacity in effect (the user's, if set).
+
+    Raises:
+        ValueError: for a capacity below 0.
+    """
+    if int(capacity) < 0:
+        raise ValueError(f"capacity must be >= 0, got {capacity}.")
+    value = os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(int(capacity)))
+    return int(value)
+
+
+def announce_run(run_name: str) -> str:
+    """Log the run's name at the start (the folder ``models/<run_name>/`` that ``--resume true``
+    continues). The bundles call it in ``initialize``, so that every process of a ``torchrun`` job
+    resolves the name at the same point (:func:`new_run_name` broadcasts it from rank 0)."""
+    import logging
+
+    logging.getLogger("monai_gamble").info("run %s", run_name)
+    return run_name

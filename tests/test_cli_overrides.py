@@ -111,3 +111,18 @@ def test_a_mistyped_key_stops_the_thyroid_bundle_at_once(tmp_path):
     assert "--max_epoch: the configs define no 'max_epoch'. Did you mean --max_epochs?" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "eval").exists()  # nothing was run
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--image_size", "[100,100]"], "--image_size [100, 100] does not fit the network: UNet fails on it")],
+)  # the other settings: tests/test_utils.py (the same function, in-process)
+def test_a_bad_setting_stops_the_thyroid_bundle_with_one_line(tmp_path, args, message):
+    bundle = REPO / "bundles" / "thyroid_ultrasound_gambling"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/train.json", *args,
+           "--bundle_root", str(tmp_path), "--output_dir", str(tmp_path / "eval")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=bundle, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"Bad setting, nothing was run: {message}" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "models").exists()  # nothing was run

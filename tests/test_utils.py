@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from monai_gamble.utils import (
+    check_tracking_uri,
+    check_training_settings,
     checkpoint_path,
     ddp_device_ids,
     default_device,
@@ -36,6 +38,7 @@ def test_names_and_paths(tmp_path, monkeypatch):
     assert checkpoint_path("models", "model_swa.pt") == "models/model_swa.pt"
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert default_tracking_uri(tmp_path / "eval") == f"sqlite:///{tmp_path}/eval/mlruns.db"
+    assert (tmp_path / "eval" / "mlruns.db").is_file()  # created once, under a lock
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://host:5000")
     assert default_tracking_uri(tmp_path) == "http://host:5000"
 
@@ -53,3 +56,76 @@ def test_lr_scheduler_by_name(schedule, after_two_epochs):
     assert opt.param_groups[0]["lr"] == pytest.approx(after_two_epochs)
     with pytest.raises(ValueError, match="Unsupported option 'linear'"):
         lr_scheduler(opt, "linear", max_epochs=4)
+
+
+def _unet(strides=(2, 2, 2, 2)):
+    from monai.networks.nets import UNet
+
+    return UNet(2, 1, 2, channels=(4, 8, 16, 32, 64)[: len(strides) + 1], strides=strides, num_res_units=0)
+
+
+def test_check_training_settings_accepts_good_settings():
+    net = _unet()
+    net.train()
+    check_training_settings(net, [64, 48], num_classes=2, val_interval=1, max_epochs=1, batch_size=1)
+    assert net.training  # the network's mode is restored
+    check_training_settings(net, stages=[{"epochs": 1, "spatial_size": [32, 32]}, {"epochs": 1, "spatial_size": 64}])
+    check_training_settings()  # nothing to check
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"image_size": [100, 100]}, r"--image_size \[100, 100\] does not fit the network: UNet fails on it .* divisible by 16"),
+        ({"image_size": [64]}, r"--image_size must be 2 positive sizes for this 2D network, got \[64\]"),
+        ({"image_size": [0, 64]}, "must be 2 positive sizes"),
+        ({"num_classes": 1}, "--num_classes must be at least 2, got 1: .*a binary task has 2"),
+        ({"num_classes": 2.5}, "--num_classes must be at least 2"),
+        ({"val_interval": 0}, r"--val_interval must be a whole number >= 1, got 0"),
+        ({"max_epochs": -1}, "--max_epochs must be a whole number >= 1"),
+        ({"batch_size": 1.5}, "--batch_size must be a whole number >= 1"),
+        ({"batch_size": True}, "--batch_size must be a whole number >= 1"),
+        ({"stages": []}, "--stages must hold at least one stage"),
+        ({"stages": [{"epochs": 2, "spatial_size": [64, 64]}, {"epochs": 1, "spatial_size": [72, 72]}]},
+         r"--stages#1#spatial_size \[72, 72\] does not fit"),
+        ({"stages": [{"epochs": 0, "spatial_size": [64, 64]}]}, "--stages: stage 0 .* is not valid"),
+    ],
+)  # fmt: skip
+def test_check_training_settings_names_the_bad_key(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        check_training_settings(_unet(), **kwargs)
+
+
+def test_check_tracking_uri_fails_fast_on_an_unreachable_server():
+    import socket
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    assert check_tracking_uri(None) is None
+    assert check_tracking_uri("sqlite:///tmp/x.db") == "sqlite:///tmp/x.db"
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"--tracking_uri http://127.0.0.1:{port}: no MLflow server answers"):
+        check_tracking_uri(f"http://127.0.0.1:{port}", timeout=2)
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(SystemExit, match="Bad setting, nothing was run: --tracking_uri"):
+        check_tracking_uri(f"http://127.0.0.1:{port}", timeout=2, exit_on_error=True)
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_port}"
+        assert check_tracking_uri(uri) == uri
+    finally:
+        server.shutdown()

@@ -1,5 +1,13 @@
 """Ignite handlers: metric handlers, per-image reports, and figures logged to MLflow."""
 
+from .checkpoint import (
+    AtomicCheckpointSaver,
+    CheckedCheckpointLoader,
+    RNGState,
+    TrainingCheckpoint,
+    check_checkpoint_file,
+    randomizable_transforms,
+)
 from .critic_map import CriticMapHandler
 from .ensemble_weights import EnsembleWeightsReport
 from .fairness import ClassFairness
@@ -19,9 +27,17 @@ from .segmentation_metrics import (
 )
 from .stochastic_tce import StochasticTCEHandler
 from .swa import StochasticWeightAveraging
+from .tracking import MLflowTags
 from .volume_figures import VolumeFigureHandler
 
 __all__ = [
+    "CheckedCheckpointLoader",
+    "check_checkpoint_file",
+    "MLflowTags",
+    "AtomicCheckpointSaver",
+    "RNGState",
+    "TrainingCheckpoint",
+    "randomizable_transforms",
     "SegmentationMetric",
     "SegmentationMetricHandler",
     "VolumeFigureHandler",

@@ -202,6 +202,20 @@ class ProgressiveResizing:
                 return i
         return len(self.stages) - 1
 
+    def state_dict(self) -> dict[str, Any]:
+        """The stage changes so far (``history``). The stage itself follows from the epoch: a resumed run
+        applies the stage of its next epoch when that epoch starts."""
+        return {
+            "history": [
+                list(h[:2]) + [list(h[2]) if isinstance(h[2], (list, tuple)) else h[2], h[3]] for h in self.history
+            ]
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.history = [(int(e), int(i), tuple(s) if isinstance(s, list) else s, b) for e, i, s, b in state["history"]]
+        self.current = None
+
     def attach(self, engine: Engine) -> None:
         """Apply the stage of each epoch when it starts, and save each stage's checkpoint when it ends."""
         engine.add_event_handler(Events.EPOCH_STARTED, self.epoch_started)

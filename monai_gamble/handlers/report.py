@@ -18,10 +18,12 @@ from monai.handlers import MetricsSaver
 from monai.handlers.utils import write_metrics_reports
 from monai.utils import min_version, optional_import, string_list_all_gather
 
+from ..utils import atomic_copy
 from ..visualize import plot_metric_comparison
 from .figures import log_artifact_to_mlflow
 
 idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
     from monai.handlers import MLFlowHandler
@@ -184,6 +186,10 @@ class MetricsReport(MetricsSaver):
         summary_ops: MONAI's summary operations for ``<metric key>_summary.csv`` files
             (``MetricsSaver``'s argument; None: no such files).
         save_rank: the rank that writes (``MetricsSaver``'s argument).
+        latest_dir: with ``output_dir`` the run's own folder (``<evaluation>/runs/<run_name>``, never
+            written by another run), a folder that receives a copy of every report file (atomically,
+            file by file) once it is written: the stable "latest" place that tables, comparisons and
+            benchmarks read. None: no copy.
 
     Raises:
         KeyError: at the end of the evaluation, if a named metric kept no per-image values.
@@ -205,6 +211,7 @@ class MetricsReport(MetricsSaver):
         compare_in: str | os.PathLike | None = None,
         summary_ops: str | Sequence[str] | None = None,
         save_rank: int = 0,
+        latest_dir: str | os.PathLike | None = None,
     ) -> None:
         if metric_names is not None and not isinstance(metric_names, Mapping):
             metric_names = {m: m for m in metric_names}
@@ -227,7 +234,30 @@ class MetricsReport(MetricsSaver):
         self.mlflow_handler = mlflow_handler
         self.print_table = print_table
         self.compare_in = None if compare_in is None else Path(compare_in)
+        self.latest_dir = None if latest_dir is None else Path(latest_dir)
         self.summary: dict[str, dict[str, float]] = {}
+
+    def attach(self, engine: Engine) -> None:
+        """MONAI's ``MetricsSaver`` events; with ``latest_dir``, also a last copy when the engine completes
+        (registered when it starts, so after every other handler: files that other handlers write into
+        ``output_dir`` at the end, e.g. ensemble weights, reach ``latest_dir`` too)."""
+        super().attach(engine)
+        if self.latest_dir is not None:
+            engine.add_event_handler(Events.STARTED, self._register_final_copy)
+
+    def _register_final_copy(self, engine: Engine) -> None:
+        if not engine.has_event_handler(self.copy_to_latest, Events.COMPLETED):
+            engine.add_event_handler(Events.COMPLETED, self.copy_to_latest)
+
+    def copy_to_latest(self, engine: Engine | None = None) -> None:
+        """Copy the report files (``.csv``, ``.md``, ``.json``, ``.png``) of ``output_dir`` to ``latest_dir``."""
+        if self.latest_dir is None or idist.get_rank() != self.save_rank or not self.output_dir.is_dir():
+            return
+        if self.latest_dir.resolve() == self.output_dir.resolve():
+            return
+        for p in sorted(self.output_dir.rglob("*")):
+            if p.is_file() and p.suffix in (".csv", ".md", ".json", ".png"):
+                atomic_copy(p, self.latest_dir / p.relative_to(self.output_dir))
 
     def _item_ids(self, batch: Any) -> list[dict[str, str]]:
         """``MetricsSaver``'s ``batch_transform``: one ``{"filename_or_obj": id}`` per image of the batch."""
@@ -311,5 +341,6 @@ class MetricsReport(MetricsSaver):
         json_path.write_text(json.dumps(_json_safe(record), indent=1) + "\n")
         for p in (csv_path, md_path, json_path):
             log_artifact_to_mlflow(self.mlflow_handler, p, artifact_path="evaluation")
+        self.copy_to_latest()
         if self.compare_in is not None:
             compare_reports(self.compare_in, self.mlflow_handler, print_table=self.print_table)

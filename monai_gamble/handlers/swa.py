@@ -95,6 +95,16 @@ class StochasticWeightAveraging:
         #: the epochs whose weights were averaged
         self.averaged_epochs: list[int] = []
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running average (``AveragedModel``'s state, with its count) and the epochs averaged, for
+        resuming a run (:class:`~monai_gamble.handlers.TrainingCheckpoint`)."""
+        return {"averaged_model": self.averaged_model.state_dict(), "averaged_epochs": list(self.averaged_epochs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.averaged_model.load_state_dict(state["averaged_model"])
+        self.averaged_epochs = [int(e) for e in state["averaged_epochs"]]
+
     def attach(self, engine: Engine) -> None:
         """Average at the end of the last epochs, finalise when training completes."""
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)

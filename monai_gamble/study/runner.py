@@ -115,6 +115,8 @@ def run_study(config: StudyConfig, resume: bool = True, log: Any = print) -> dic
     for path in [*summary["files"], timings_path]:
         client.log_artifact(parent, str(path), artifact_path="study")
     client.log_metric(parent, "total_run_seconds", total)
+    if all((config.run_dir(m, a, s) / "done.json").is_file() for m, a, s in grid):
+        client.set_terminated(parent, "FINISHED")
     log(summary["tables"], flush=True)
     log(
         f"\nTables, CSV and figures in {config.output_dir}; MLflow: {config.tracking_uri} (experiment {config.name})",

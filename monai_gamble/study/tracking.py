@@ -23,10 +23,13 @@ def mlflow_client(config: StudyConfig) -> tuple[Any, str]:
 
 
 def parent_run(config: StudyConfig) -> str:
-    """The id of the study's parent run (tagged ``study_parent``), created with the grid as parameters."""
+    """The id of the study's parent run (tagged ``study_parent``), created with the grid as parameters; an
+    existing one is set back to ``RUNNING`` (:func:`run_study` marks it ``FINISHED`` when the grid is done)."""
     client, exp_id = mlflow_client(config)
     found = client.search_runs([exp_id], filter_string="tags.study_parent = 'true'", max_results=1)
     if found:
+        if found[0].info.status != "RUNNING":  # a study run again (more seeds, a retried cell) is running again
+            client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
     run = client.create_run(exp_id, run_name=f"{config.name}_study", tags={"study_parent": "true"})
     for key, value in (("methods", config.methods), ("architectures", config.architectures), ("seeds", config.seeds)):

@@ -99,9 +99,8 @@ def test_check_properties_and_net_in_out(tmp_path, monkeypatch, volumes):
     assert infer.check_properties() == []
     assert [it["id"] for it in infer.parser.get_parsed_content("datalist")] == ["organ_006", "organ_007"]
     verify_inference_network(bundle, n=2, dataset_dir=str(volumes))
-    bad = initialized_workflow(bundle, ["train.json"], dataset_dir=str(tmp_path / "nope"))
-    with pytest.raises(RuntimeError, match="segmentation_dataset") as err:
-        bad.parser.get_parsed_content("dataset_info")
+    with pytest.raises(RuntimeError, match="segmentation_dataset") as err:  # in initialize (check_splits)
+        initialized_workflow(bundle, ["train.json"], dataset_dir=str(tmp_path / "nope"))
     assert "dataset folder" in str(err.value.__cause__) and "nope does not exist" in str(err.value.__cause__)
 
 

@@ -61,9 +61,10 @@ def test_configs_name_public_targets_and_follow_the_issue():
 def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
     bundle = bundle_copy(tmp_path)
     monkeypatch.chdir(bundle)  # bundle_root is "."; the properties resolve the (tiny) synthetic dataset there
-    tiny = {"synthetic_num_subjects": 2, "synthetic_images_per_subject": 2, "synthetic_num_test_images": 1}
+    # 4 x 4 images (as TINY): a synthetic set whose validation split is not empty (checked in initialize)
+    tiny = {"synthetic_num_subjects": 4, "synthetic_images_per_subject": 4, "synthetic_num_test_images": 1}
     assert initialized_workflow(BUNDLE, ["train.json"], **tiny).check_properties() == []
-    data = next((bundle / "data").glob("synthetic_nerve_s2_i2_*"))
+    data = next((bundle / "data").glob("synthetic_nerve_s4_i4_*"))
     assert initialized_workflow(BUNDLE, ["inference.json"], "infer", dataset_dir=str(data)).check_properties() == []
     verify_inference_network(BUNDLE)
     assert not any((REPO / d).exists() for d in ("data", "eval", "models")), "the test wrote into the repository"

@@ -263,3 +263,31 @@ def test_every_method_config_trains(tmp_path, monkeypatch, files, trainer, criti
         assert type(engine.critic).__name__ == critic and set(ckpt) == {"model", "critic"}
         assert np.isfinite(engine.state.metrics["train_critic_loss"])
     assert (bundle / "eval" / "figures" / method / "validation_epoch001.png").is_file()
+
+
+def test_palette_and_16_bit_pngs_train_on_their_grey_values(tmp_path):
+    """A palette PNG trained on its palette indices (correlation -0.98 with the grey image) and a 16-bit
+    PNG saturated (52% of pixels at 1.0) with MONAI's PILReader: the bundle reads both by their grey values."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (32, 32), dtype=np.uint8)
+    palette_img = Image.fromarray(255 - grey, mode="L").convert("P")  # indices = 255 - grey value
+    palette_img.putpalette([v for i in range(256) for v in (255 - i,) * 3])
+    palette_img.save(tmp_path / "palette.png")
+    Image.fromarray(grey.astype(np.uint16) * 16).save(tmp_path / "deep.png")  # 16-bit, up to 4080 of 65535
+    Image.fromarray(np.where(grey > 128, 255, 0).astype(np.uint8)).save(tmp_path / "mask.png")
+    assert Image.open(tmp_path / "palette.png").mode == "P" and Image.open(tmp_path / "deep.png").mode.startswith("I")
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser["image_size"] = [32, 32]
+    load = Compose(parser.get_parsed_content("train#deterministic_transforms"))
+    out = load({"image": str(tmp_path / "palette.png"), "label": str(tmp_path / "mask.png")})
+    image = out["image"][0].numpy().T  # MONAI's (W, H) order back to the file's rows
+    assert np.corrcoef(image.ravel(), grey.ravel())[0, 1] > 0.99
+    assert set(np.unique(out["label"].numpy())) == {0.0, 1.0}
+    deep = load({"image": str(tmp_path / "deep.png"), "label": str(tmp_path / "mask.png")})["image"][0].numpy().T
+    assert (deep >= 0.999).mean() == 0 and deep.max() < 0.07  # 4080 / 65535, not saturated
+    assert np.corrcoef(deep.ravel(), grey.ravel())[0, 1] > 0.99

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ...utils import file_lock
+
 __all__ = ["MARKER", "map_jobs", "radius_profile", "smooth_noise", "write_once"]
 
 #: the file that every generator writes into its dataset folder: the parameters (and the generator's version)
@@ -80,39 +82,47 @@ def write_once(root: Path, params: dict[str, Any], writer: Callable[[Path], None
     """
     rank, distributed = _distributed_rank()
     if rank == 0:
-        marker = root / MARKER
-        if root.exists() and not overwrite:
-            if not marker.is_file():
-                raise FileExistsError(
-                    f"{root} exists and was not written by this generator (no {MARKER}); "
-                    "choose another folder or pass overwrite=True."
-                )
-            found = json.loads(marker.read_text())
-            if found.get("generator") == params.get("generator") and found.get("version") != params.get("version"):
-                raise FileExistsError(
-                    f"{root} holds a dataset of version {found.get('version', 1)} of {params.get('generator')}, "
-                    f"which now draws other images (version {params.get('version')}); delete it or pass "
-                    "overwrite=True to replace it."
-                )
-            if found != params:
-                raise FileExistsError(
-                    f"{root} holds a synthetic dataset made with other parameters ({found}, asked {params}); "
-                    "pass overwrite=True to replace it."
-                )
-        else:
-            root.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-            try:
-                writer(tmp)
-                (tmp / MARKER).write_text(json.dumps(params, indent=1))
-                if root.exists():
-                    shutil.rmtree(root)
-                os.replace(tmp, root)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        # two runs started together in one bundle folder: the second waits for the first to finish
+        # writing, then finds the dataset (never replaces the folder the first one is reading)
+        with file_lock(root.parent / f".{root.name}.lock"):
+            _write_once_locked(root, params, writer, overwrite)
     if distributed:
         import torch.distributed as dist
 
         dist.barrier()
     return root
+
+
+def _write_once_locked(root: Path, params: dict[str, Any], writer: Callable[[Path], None], overwrite: bool) -> None:
+    marker = root / MARKER
+    if root.exists() and not overwrite:
+        if not marker.is_file():
+            raise FileExistsError(
+                f"{root} exists and was not written by this generator (no {MARKER}); "
+                "choose another folder or pass overwrite=True."
+            )
+        found = json.loads(marker.read_text())
+        if found.get("generator") == params.get("generator") and found.get("version") != params.get("version"):
+            raise FileExistsError(
+                f"{root} holds a dataset of version {found.get('version', 1)} of {params.get('generator')}, "
+                f"which now draws other images (version {params.get('version')}); delete it or pass "
+                "overwrite=True to replace it."
+            )
+        if found != params:
+            raise FileExistsError(
+                f"{root} holds a synthetic dataset made with other parameters ({found}, asked {params}); "
+                "pass overwrite=True to replace it."
+            )
+    else:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        try:
+            writer(tmp)
+            (tmp / MARKER).write_text(json.dumps(params, indent=1))
+            if root.exists():
+                shutil.rmtree(root)
+            os.replace(tmp, root)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
