@@ -291,3 +291,8 @@ def test_palette_and_16_bit_pngs_train_on_their_grey_values(tmp_path):
     deep = load({"image": str(tmp_path / "deep.png"), "label": str(tmp_path / "mask.png")})["image"][0].numpy().T
     assert (deep >= 0.999).mean() == 0 and deep.max() < 0.07  # 4080 / 65535, not saturated
     assert np.corrcoef(deep.ravel(), grey.ravel())[0, 1] > 0.99
+    # a mask saved as {0, 1}: a threshold at 127.5 made it all background; now an error naming the file
+    Image.fromarray((grey > 128).astype(np.uint8)).save(tmp_path / "mask01.png")
+    with pytest.raises(RuntimeError, match="ToClassIndicesd") as err:  # MONAI's wrapper of a transform's error
+        load({"image": str(tmp_path / "palette.png"), "label": str(tmp_path / "mask01.png")})
+    assert "mask01.png holds label values [1.0]; expected only [0, 255]" in str(err.value.__cause__)
