@@ -182,14 +182,34 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     Returns:
         ``path`` as a ``Path``.
     """
+
+    def write(handle: Any) -> None:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    return _replace_atomically(path, write)
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy ``src`` to ``dst`` through a temporary file renamed over ``dst`` (see :func:`atomic_save`)."""
+    return _replace_atomically(dst, lambda handle: _copy_into(src, handle))
+
+
+def _copy_into(src: str | os.PathLike, handle: Any) -> None:
+    with open(src, "rb") as source:
+        shutil.copyfileobj(source, handle)
+
+
+def _replace_atomically(path: str | os.PathLike, write: Any) -> Path:
+    """``write(handle)`` into a temporary file of ``path``'s folder, then rename it over ``path``
+    (readable by all, 0o644); on any error the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            write(handle)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -197,23 +217,6 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             os.remove(tmp)
         raise
     return path
-
-
-def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy ``src`` to ``dst`` through a temporary file renamed over ``dst`` (see :func:`atomic_save`)."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    return dst
 
 
 #: the file of a run folder that holds the full training state (see ``handlers.TrainingCheckpoint``)

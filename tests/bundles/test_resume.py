@@ -17,16 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 from bundle_helpers import copy_bundle, recorded_runs, run_bundle
+from test_thyroid_bundle import TINY  # the same tiny settings as the thyroid bundle's tests
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "thyroid_ultrasound_gambling"
-TINY = [
-    "--synthetic_num_images", "12",
-    "--image_size", "[64,64]",
-    "--network_def#channels", "[4,8,16,32,64]",
-    "--network_def#num_res_units", "0",
-    "--batch_size", "4",
-    "--val_batch_size", "4",
-]  # fmt: skip
 
 
 def _start(cwd: Path, *args: str) -> subprocess.Popen:
