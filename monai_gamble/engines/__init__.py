@@ -34,6 +34,7 @@ from .objectives import (
     with_critic_map,
 )
 from .semi_supervised import SemiSupervisedAdversarialTrainer
+from .supervised import AmpSupervisedTrainer, amp_device_type
 from .trainer import Alternation, SegmenterCriticTrainer, frozen
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "segmentation_trainer",
     "to_device",
     "AdversarialObjective",
+    "AmpSupervisedTrainer",
     "Alternation",
     "ConfidenceObjective",
     "CriticInput",
@@ -65,6 +67,7 @@ __all__ = [
     "SemiSupervisedAdversarialTrainer",
     "SemiSupervisedObjective",
     "SemiSupervisedSchedule",
+    "amp_device_type",
     "call_critic",
     "correctness_target",
     "frozen",

@@ -44,6 +44,7 @@ from ..data.samplers import ClassConditionalBatchSampler
 from ..losses import CrossEntropyLoss, tilted_loss
 from ..networks.nets import ConfidenceNetwork, Gambler
 from .objectives import AdversarialObjective, ConfidenceObjective, CriticObjective, GamblingObjective, SegANObjective
+from .supervised import AmpSupervisedTrainer, amp_device_type
 from .trainer import SegmenterCriticTrainer
 
 Average, _ = optional_import("ignite.metrics", "0.4.11", min_version, "Average")
@@ -367,7 +368,9 @@ def segmentation_trainer(
     **kwargs: Any,
 ) -> SupervisedTrainer:
     """The trainer of a method: :class:`SegmenterCriticTrainer` when there is an ``objective`` (a
-    method with a critic), else MONAI's ``SupervisedTrainer`` with ``loss_function``.
+    method with a critic), else MONAI's ``SupervisedTrainer`` with ``loss_function``; with ``amp`` on
+    a device other than CUDA, :class:`~monai_gamble.engines.AmpSupervisedTrainer` instead (MONAI's
+    trainer autocasts on CUDA only, and would train in float32 on a CPU).
 
     Args:
         device, max_epochs, train_data_loader, network, optimizer: as ``SupervisedTrainer``.
@@ -394,4 +397,5 @@ def segmentation_trainer(
         )  # fmt: skip
     if loss_function is None:
         raise ValueError("a method without a critic needs a loss_function (see method_loss).")
-    return SupervisedTrainer(**common, network=network, optimizer=optimizer, loss_function=loss_function, **kwargs)
+    cls = AmpSupervisedTrainer if kwargs.get("amp") and amp_device_type(device) != "cuda" else SupervisedTrainer
+    return cls(**common, network=network, optimizer=optimizer, loss_function=loss_function, **kwargs)
