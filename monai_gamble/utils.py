@@ -38,7 +38,12 @@ __all__ = [
     "check_tracking_uri",
     "check_training_settings",
     "checkpoint_path",
+    "cli_overrides",
+    "dataset_digest",
     "file_lock",
+    "git_commit",
+    "merged_config",
+    "tracking_off",
     "latest_run",
     "new_run_name",
     "resume_checkpoint",
@@ -466,7 +471,8 @@ def check_bundle_overrides(
 
     Raises:
         SystemExit: naming each unknown key with the closest ids (``difflib``), e.g.
-            ``--max_epoch: the configs define no 'max_epoch'. Did you mean --max_epochs?``.
+            ``--max_epoch: the configs define no 'max_epoch'. Did you mean --max_epochs?``; and for MONAI's
+            ``--tracking mlflow``, which would log every metric a second time next to the bundle's own handlers.
 
     Example:
         >>> check_bundle_overrides(["monai/bundle/__main__.py", "run", "--max_epochs", "2"],
@@ -489,6 +495,13 @@ def check_bundle_overrides(
         from monai.bundle import ConfigParser
 
         options = {**ConfigParser.load_config_file(args_file), **options}
+    if options.get("tracking") not in (None, "", "none", "None"):
+        raise SystemExit(
+            f"--tracking {options['tracking']}: this bundle tracks every run in MLflow itself (its MLflowRun handlers), "
+            "and MONAI's --tracking adds a second MLflow handler that logs the same metrics again (train_loss steps "
+            "1, 2, 3, 1, 1). Nothing was run. Leave --tracking out; choose the store with --tracking_uri URI, or turn "
+            "tracking off with --tracking_uri none."
+        )
     keys = [k for k in options if k not in RUN_ARGUMENTS and k not in set(allowed)]
     known = sorted(config)
     problems = [m for k in keys if (m := _unknown_key_message(k, config, known))]
@@ -620,6 +633,133 @@ def _check_training_settings(
             )
 
 
+#: ``--tracking_uri`` values that turn MLflow tracking off (compared case-insensitively; Fire reads ``None`` as None)
+TRACKING_OFF = frozenset({"", "none", "off", "false", "no"})
+
+
+def tracking_off(uri: str | None) -> bool:
+    """Whether ``--tracking_uri`` turns MLflow tracking off: None, or one of :data:`TRACKING_OFF`
+    (``--tracking_uri none``). The bundles' MLflow handlers (:class:`monai_gamble.handlers.MLflowRun`)
+    then log nothing and create no store; the figures and reports are still written to disk.
+
+    Example:
+        >>> tracking_off("none"), tracking_off(None), tracking_off("sqlite:///eval/mlruns.db")
+        (True, True, False)
+    """
+    return uri is None or (isinstance(uri, str) and uri.strip().lower() in TRACKING_OFF)
+
+
+def cli_overrides(argv: Sequence[str] | None = None) -> dict[str, str | None]:
+    """The ``--key value`` overrides of a ``python -m monai.bundle run`` command line, as typed.
+
+    The arguments of ``run`` itself (``--config_file``, ``--meta_file``, ``--run_id``, ...) are left out;
+    the options of an ``--args_file`` are included (the command line wins). Anything that is not a bundle
+    run (a test, a notebook, ``ConfigWorkflow``) has no overrides: ``{}``.
+
+    Args:
+        argv: the command line (default ``sys.argv``).
+
+    Returns:
+        ``{key: value}`` with the raw text of each value (None for a bare flag, which Fire reads as True).
+
+    Example:
+        >>> cli_overrides(["monai/bundle/__main__.py", "run", "--config_file", "c.json", "--network_def#channels", "[8,16]"])
+        {'network_def#channels': '[8,16]'}
+    """
+    argv = list(sys.argv if argv is None else argv)
+    if not _is_bundle_run(argv):
+        return {}
+    options = _cli_options(argv[2:])
+    args_file = options.get("args_file")
+    if args_file:
+        from monai.bundle import ConfigParser
+
+        options = {**{k: str(v) for k, v in ConfigParser.load_config_file(args_file).items()}, **options}
+    return {k: v for k, v in options.items() if k not in RUN_ARGUMENTS}
+
+
+def merged_config(argv: Sequence[str] | None = None) -> dict | None:
+    """The config that a ``python -m monai.bundle run`` command line runs: its ``--config_file`` files
+    merged (later files win, as MONAI merges them) with every ``--key value`` override applied, the values
+    read as MONAI's ``run`` reads them (Fire's parser: ``[8,16]`` is a list, ``2`` an int).
+
+    References (``@id``) and expressions (``$...``) are kept as they are, so the result is a config that
+    ``python -m monai.bundle run --config_file config.json`` runs again with the same settings (from the same
+    ``bundle_root``).
+
+    Returns:
+        The merged config, or None when ``argv`` is not a bundle run or names no ``--config_file``.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    if not _is_bundle_run(argv):
+        return None
+    files = _cli_options(argv[2:]).get("config_file")
+    if files is None:
+        return None
+    from fire.parser import DefaultParseValue
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(ConfigParser.load_config_files(_config_files(files)))
+    for key, value in cli_overrides(argv).items():
+        parser[key.replace("::", "#")] = True if value is None else DefaultParseValue(value)
+    return parser.get()
+
+
+def git_commit(path: str | os.PathLike | None = None) -> str | None:
+    """The git commit of the checkout that holds ``path`` (default: this package), with ``-dirty``
+    appended when tracked files have uncommitted changes; None when it is not a git checkout (an installed
+    wheel) or git is missing.
+
+    Example:
+        >>> git_commit()  # doctest: +SKIP
+        '4c1d2e9f0a...'
+    """
+    import subprocess
+
+    where = str(Path(path if path is not None else __file__).resolve())
+    where = where if os.path.isdir(where) else os.path.dirname(where)
+    try:
+        run = dict(cwd=where, capture_output=True, text=True, timeout=10, check=True)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit or None
+
+
+def dataset_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """A digest of a dataset's content: every file under ``path`` (sorted by relative path), hashed by its
+    relative path, its size and its bytes, so that two copies of one dataset give one digest and a changed,
+    added, removed or renamed file gives another. Hidden files and folders (``.lock``, ``.ready``) are left
+    out. A single file is hashed the same way.
+
+    Args:
+        path: a dataset folder (or file).
+        algorithm: a ``hashlib`` algorithm name.
+
+    Returns:
+        ``"<algorithm>:<hex digest>"``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    import hashlib
+
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"dataset_digest: {root} does not exist.")
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    digest = hashlib.new(algorithm)
+    for file in files:
+        relative = file.name if file == root else file.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in Path(relative).parts):
+            continue
+        digest.update(f"{relative}\0{file.stat().st_size}\0".encode())
+        with open(file, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, algorithm).digest())
+    return f"{algorithm}:{digest.hexdigest()}"
+
+
 def check_tracking_uri(uri: str | None, timeout: float = 5.0, exit_on_error: bool = False) -> str | None:
     """Check that an MLflow tracking server can be reached, within ``timeout`` seconds, before any work.
 
@@ -640,7 +780,7 @@ def check_tracking_uri(uri: str | None, timeout: float = 5.0, exit_on_error: boo
     Raises:
         ValueError: the server cannot be reached (the message names it and how to fix it).
     """
-    if not uri or not str(uri).lower().startswith(("http://", "https://")):
+    if tracking_off(uri) or not str(uri).lower().startswith(("http://", "https://")):
         return uri
     import urllib.error
     import urllib.request
@@ -654,7 +794,8 @@ def check_tracking_uri(uri: str | None, timeout: float = 5.0, exit_on_error: boo
         reason = getattr(e, "reason", e)
         message = (
             f"--tracking_uri {uri}: no MLflow server answers there within {timeout:g} s ({reason}). Start it "
-            "(mlflow server --host 127.0.0.1 --port 5000) or leave --tracking_uri out for the local SQLite store."
+            "(mlflow server --host 127.0.0.1 --port 5000), leave --tracking_uri out for the local SQLite store, or turn "
+            "tracking off with --tracking_uri none."
         )
         if exit_on_error:
             raise SystemExit(f"Bad setting, nothing was run: {message}") from None

@@ -15,7 +15,7 @@ from .figures import SegmentationFigureHandler, log_artifact_to_mlflow
 from .metrics import MMCL, BoundaryFScore, ChamferDistance, HausdorffDistance, shared_boundary_cache
 from .outputs import OutputSummary
 from .per_class import PerClassMetrics
-from .progress import ProgressBar
+from .progress import ProgressBar, RunEstimate
 from .progressive import ProgressiveResizing, ResizeStage, describe_stages, total_epochs
 from .report import MetricsReport, compare_reports, format_summary_table, summarize
 from .segmentation_metrics import (
@@ -27,13 +27,15 @@ from .segmentation_metrics import (
 )
 from .stochastic_tce import StochasticTCEHandler
 from .swa import StochasticWeightAveraging
-from .tracking import MLflowTags
+from .tracking import MLflowRun, MLflowTags
 from .volume_figures import VolumeFigureHandler
 
 __all__ = [
     "CheckedCheckpointLoader",
     "check_checkpoint_file",
+    "MLflowRun",
     "MLflowTags",
+    "RunEstimate",
     "AtomicCheckpointSaver",
     "RNGState",
     "TrainingCheckpoint",

@@ -317,7 +317,13 @@ def _is_stateful(obj: Any) -> bool:
 
 
 def _mlflow_handlers(engine: Any) -> list[Any]:
-    return [h for h in _handler_objects(engine) if type(h).__name__ == "MLFlowHandler"]
+    """MONAI's ``MLFlowHandler`` objects attached to ``engine`` (also subclasses such as ``MLflowRun``),
+    except those with tracking turned off (``enabled`` False)."""
+    return [
+        h
+        for h in _handler_objects(engine)
+        if any(c.__name__ == "MLFlowHandler" for c in type(h).__mro__) and getattr(h, "enabled", True)
+    ]
 
 
 class TrainingCheckpoint:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from monai.utils import min_version, optional_import
 
+from monai_gamble.utils import tracking_off
+
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 if TYPE_CHECKING:
@@ -69,7 +71,7 @@ class OutputSummary:
             n = len(dataset) if hasattr(dataset, "__len__") else None
         head = f"Outputs of {self.title}" + (f" ({n} images)" if n is not None else "") + ":"
         lines = [head, *(f"  {what}: {os.path.abspath(path)}" for what, path in self.outputs.items())]
-        if self.tracking_uri is not None:
+        if not tracking_off(self.tracking_uri):
             experiment = f"experiment {self.experiment_name}; " if self.experiment_name else ""
             lines.append(
                 f"  MLflow: {self.tracking_uri} ({experiment}browse with: mlflow ui --backend-store-uri "

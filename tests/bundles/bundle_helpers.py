@@ -82,3 +82,40 @@ def verify_inference_network(bundle: Path, n: int = 4, **overrides) -> None:
             n=n,
             **overrides,
         )
+
+
+def assert_reproducible_run(client, run, bundle: Path, overrides: dict[str, str], predict_shape=None) -> dict:
+    """Check what :class:`monai_gamble.handlers.MLflowRun` records for a bundle's training run: the tags,
+    every override as a parameter, the merged config (with the overrides applied) as ``config/config.json``,
+    and the segmenter as an MLflow Model (``runs:/<id>/model``); with ``predict_shape`` the model is loaded
+    with ``mlflow.pyfunc`` and predicts on an array of that shape. Returns the merged config."""
+    import json
+
+    import mlflow
+    import numpy as np
+
+    tags, params = run.data.tags, run.data.params
+    assert tags["bundle"] == bundle.name and tags["dataset_digest"].startswith("sha256:"), tags
+    for name in ("bundle_version", "dataset_dir", "monai_gamble_version", "torch_version", "device"):
+        assert tags.get(name), (name, tags)
+    for key, value in overrides.items():
+        assert params["override/" + key.replace("#", "/")] == value, (key, params)
+    assert {"config/config.json", "config/command.json"} == {
+        a.path for a in client.list_artifacts(run.info.run_id, "config")
+    }
+    config = json.loads(open(client.download_artifacts(run.info.run_id, "config/config.json")).read())
+    assert not any(a.path.endswith(".json") for a in client.list_artifacts(run.info.run_id))  # no unmerged configs
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        uri = f"runs:/{run.info.run_id}/model"
+        if predict_shape is None:
+            assert mlflow.models.get_model_info(uri).signature is not None
+        else:
+            model = mlflow.pyfunc.load_model(uri)
+            out = model.predict(np.random.default_rng(0).random(predict_shape, dtype=np.float32))
+            assert out.shape[0] == predict_shape[0] and out.shape[2:] == tuple(predict_shape[2:])
+            assert np.isfinite(out).all()
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return config

@@ -11,7 +11,14 @@ import jsonschema
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_helpers import copy_bundle, initialized_workflow, recorded_runs, run_bundle, verify_inference_network
+from bundle_helpers import (
+    assert_reproducible_run,
+    copy_bundle,
+    initialized_workflow,
+    recorded_runs,
+    run_bundle,
+    verify_inference_network,
+)
 
 from monai_gamble.data import make_synthetic_volumes, make_thyroid_ultrasound
 
@@ -190,7 +197,8 @@ def test_train_evaluate_infer_end_to_end(tmp_path):
     params = run.data.params
     assert params["spatial_dims"] == "3" and params["num_classes"] == "3" and params["critic"] == "Gambler"
     assert params["pixdim"] == "[6.0, 6.0, 6.0]" and params["patch_size"] == "(32, 16, 16)"
-    assert {"model.pt", "train.json", "figures"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.pt", "config", "figures"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert_reproducible_run(client, run, bundle, {})
     assert (bundle / "eval" / "figures" / "gambling" / "validation_epoch001.png").is_file()
 
     # 2. evaluation on the test split at the original resolution: per-image CSV (mm), summary, metrics.json

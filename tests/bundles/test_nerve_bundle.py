@@ -9,7 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_helpers import copy_bundle, initialized_workflow, recorded_runs, run_bundle, verify_inference_network
+from bundle_helpers import (
+    assert_reproducible_run,
+    copy_bundle,
+    initialized_workflow,
+    recorded_runs,
+    run_bundle,
+    verify_inference_network,
+)
 from PIL import Image
 
 from monai_gamble.data import rle_decode
@@ -88,7 +95,8 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
     assert run.data.params["learning_rate"] == "0.0005" and run.data.params["image_size"] == "[64, 64]"
     assert run.data.params["loss"] == "DiceFocalLoss" and run.data.params["network"] == "FlexibleUNet"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model.pt", "train.json", "figures"} <= artifacts, artifacts
+    assert {"model.pt", "config", "figures"} <= artifacts, artifacts
+    assert_reproducible_run(client, run, bundle, {})
     assert client.list_artifacts(run.info.run_id, "figures/validation")
     assert "train" in out  # the progress bar
 

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_helpers import copy_bundle, initialized_workflow, recorded_runs, run_bundle, verify_inference_network
+from bundle_helpers import (
+    assert_reproducible_run,
+    copy_bundle,
+    initialized_workflow,
+    recorded_runs,
+    run_bundle,
+    verify_inference_network,
+)
 from PIL import Image
 
 from monai_gamble.data import PATHOLOGY_CLASSES, ClassConditionalBatchSampler
@@ -154,7 +161,8 @@ def test_train_evaluate_infer_end_to_end(tmp_path):
     assert params["objective"] == "SemiSupervisedAdversarialObjective" and params["critic"] == "FCDiscriminator"
     assert params["num_unlabeled_tiles"] == "4" and params["labeled_fraction"] == "1.0"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model.pt", "train.json", "train_supervised.json", "figures"} <= artifacts, artifacts
+    assert {"model.pt", "config", "figures"} <= artifacts, artifacts
+    assert_reproducible_run(client, run, bundle, {})
     assert (bundle / "eval" / "figures" / "semi_supervised" / "validation_epoch001.png").is_file()
     assert "unlabeled_loss=" in out  # the progress bar
 

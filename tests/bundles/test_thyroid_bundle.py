@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_helpers import copy_bundle, initialized_workflow, recorded_runs, run_bundle, verify_inference_network
+from bundle_helpers import (
+    assert_reproducible_run,
+    copy_bundle,
+    initialized_workflow,
+    recorded_runs,
+    run_bundle,
+    verify_inference_network,
+)
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +76,9 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
     assert params["learning_rate"] == "0.002" and params["image_size"] == "[64, 64]"
     assert params["loss"] == "GamblingObjective" and params["beta"] == "0.02" and params["fused"] == "False"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model.pt", "train.json", "train_ce.json", "figures"} <= artifacts, artifacts
+    assert {"model.pt", "config", "figures"} <= artifacts, artifacts
+    config = assert_reproducible_run(client, run, bundle, {"image_size": "[64,64]", "batch_size": "4"}, (2, 1, 64, 96))
+    assert config["image_size"] == [64, 64] and config["network_def"]["channels"] == [4, 8, 16, 32, 64]
     assert client.list_artifacts(run.info.run_id, "figures/validation")
     assert (bundle / "eval" / "figures" / "gambling" / "validation_epoch001.png").is_file()
     assert "critic_loss=" in out  # the progress bar
@@ -296,3 +305,19 @@ def test_palette_and_16_bit_pngs_train_on_their_grey_values(tmp_path):
     with pytest.raises(RuntimeError, match="ToClassIndicesd") as err:  # MONAI's wrapper of a transform's error
         load({"image": str(tmp_path / "palette.png"), "label": str(tmp_path / "mask01.png")})
     assert "mask01.png holds label values [1.0]; expected only [0, 255]" in str(err.value.__cause__)
+
+
+@pytest.mark.slow
+def test_tracking_uri_none_turns_mlflow_off(tmp_path):
+    """``--tracking_uri none``: training and evaluation run, write their checkpoints and reports, and no
+    MLflow store is created; MONAI's own ``--tracking mlflow`` is refused before any work."""
+    bundle = bundle_copy(tmp_path)
+    out = run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1", "--tracking_uri", "none")
+    assert "MLflow tracking is off" in out and "training on cpu" in out and "per iteration" in out
+    assert (bundle / "models" / "model.pt").is_file()
+    out = run_bundle(bundle, ["train.json", "evaluate.json"], *TINY, "--tracking_uri", "none")
+    assert (bundle / "eval" / "evaluation_test" / "gambling" / "metrics.json").is_file()
+    assert "MLflow:" not in out
+    assert not list((bundle / "eval").glob("mlruns*")) and not (bundle / "mlruns.db").exists()
+    with pytest.raises(AssertionError, match="--tracking_uri none"):
+        run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1", "--tracking", "mlflow")

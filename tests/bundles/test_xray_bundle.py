@@ -9,7 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_helpers import copy_bundle, initialized_workflow, recorded_runs, run_bundle, verify_inference_network
+from bundle_helpers import (
+    assert_reproducible_run,
+    copy_bundle,
+    initialized_workflow,
+    recorded_runs,
+    run_bundle,
+    verify_inference_network,
+)
 from PIL import Image
 
 from monai_gamble.data import rle_decode
@@ -125,7 +132,8 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
     assert run.data.params["network"] == "UNetPlusPlus" and run.data.params["loss"] == "bce_dice"
     assert run.data.params["max_epochs"] == "2" and "64, 64" in run.data.params["stages"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model.pt", "model_swa.pt", "train.json", "figures"} <= artifacts, artifacts
+    assert {"model.pt", "model_swa.pt", "config", "figures"} <= artifacts, artifacts
+    assert_reproducible_run(client, run, bundle, {})
     assert len(client.list_artifacts(run.info.run_id, "figures/validation")) == 2
 
     # 2. evaluate the SWA checkpoint on the ten real SIIM-ACR DICOMs (1024x1024, JPEG) read by ITK (the

@@ -4,10 +4,12 @@ contours, a seeded process-pool map, and the atomic, parameter-checked writing o
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -17,6 +19,8 @@ import numpy as np
 from scipy import ndimage
 
 from ...utils import file_lock
+
+logger = logging.getLogger("monai_gamble")
 
 __all__ = ["MARKER", "map_jobs", "radius_profile", "smooth_noise", "write_once"]
 
@@ -53,16 +57,22 @@ def radius_profile(
     return profile
 
 
-def map_jobs(fn: Callable[[Any], Any], jobs: list[Any], num_workers: int | None) -> list[Any]:
-    """``[fn(j) for j in jobs]``, in worker processes (forked) when there are several CPUs and jobs.
+def map_jobs(
+    fn: Callable[[Any], Any], jobs: list[Any], num_workers: int | None, desc: str = "synthetic data"
+) -> list[Any]:
+    """``[fn(j) for j in jobs]``, in worker processes (forked) when there are several CPUs and jobs, with a
+    ``tqdm`` progress bar (``desc``) on stderr.
 
     Every job carries its own seed, so the result does not depend on the number of workers.
     """
+    from tqdm.auto import tqdm
+
     workers = min(os.cpu_count() or 1, 8) if num_workers is None else int(num_workers)
+    bar = {"total": len(jobs), "desc": desc, "unit": "item", "mininterval": 1.0}
     if workers <= 1 or len(jobs) < 8 or "fork" not in mp.get_all_start_methods():
-        return [fn(j) for j in jobs]
+        return [fn(j) for j in tqdm(jobs, **bar)]
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-        return list(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+        return list(tqdm(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (4 * workers))), **bar))
 
 
 def _distributed_rank() -> tuple[int, bool]:
@@ -117,12 +127,21 @@ def _write_once_locked(root: Path, params: dict[str, Any], writer: Callable[[Pat
     else:
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        start = time.perf_counter()
+        logger.info(
+            "writing a synthetic dataset (%s, %s) to %s: once, later runs reuse it",
+            params.get("generator", "generator"),
+            ", ".join(f"{k}={v}" for k, v in params.items() if k not in ("generator", "version")),
+            root,
+        )
         try:
             writer(tmp)
             (tmp / MARKER).write_text(json.dumps(params, indent=1))
             if root.exists():
                 shutil.rmtree(root)
             os.replace(tmp, root)
+            files = sum(1 for p in root.rglob("*") if p.is_file())
+            logger.info("wrote %d files to %s in %.1f s", files, root, time.perf_counter() - start)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
