@@ -43,12 +43,24 @@ def linear_resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     Raises:
         ValueError: if ``size`` does not give one length per spatial axis of ``x``.
     """
-    size = tuple(int(s) for s in size)
+    size = [int(s) for s in size]
     if len(size) != x.ndim - 2:
-        raise ValueError(f"size {size} must give one length per spatial axis of the input {tuple(x.shape)}.")
-    if tuple(x.shape[2:]) == size:
+        raise ValueError(f"size {tuple(size)} must give one length per spatial axis of the input {tuple(x.shape)}.")
+    return _linear_resize(x, size)
+
+
+def _linear_resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """:func:`linear_resize` without its argument check, compilable by TorchScript (the networks'
+    forwards call it with their own spatial sizes, so that ``torch.jit.script`` exports them)."""
+    if list(x.shape[2:]) == size:
         return x
-    return F.interpolate(x, size=size, mode=linear_interpolation_mode(len(size)).value, align_corners=False)
+    if len(size) == 1:
+        mode = "linear"
+    elif len(size) == 2:
+        mode = "bilinear"
+    else:
+        mode = "trilinear"
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 
 #: Keys under which the bundles' checkpoints hold the segmenter's weights (a checkpoint of one

@@ -11,7 +11,7 @@ from monai.networks.layers.utils import get_act_layer
 from monai.networks.nets.resnet import ResNetEncoder
 from torch import nn
 
-from ..utils import linear_resize
+from ..utils import _linear_resize
 from .encoders import _input_size_guard, build_encoder, dilate_resnet_encoder, encoder_channels
 
 __all__ = ["ASPP", "DeepLabV3Plus"]
@@ -76,8 +76,10 @@ class ASPP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [b(x) for b in self.branches]
-        outs.append(self.pool(x).expand(-1, -1, *x.shape[2:]))
+        outs: list[torch.Tensor] = []
+        for branch in self.branches:
+            outs.append(branch(x))
+        outs.append(self.pool(x).expand_as(outs[0]))  # the image-pooling branch, broadcast back
         return self.project(torch.cat(outs, dim=1))
 
 
@@ -108,6 +110,9 @@ class DeepLabV3Plus(nn.Module):
     value per channel (an input larger than ``output_stride`` in one dimension for ResNet, about
     twice that for EfficientNet); smaller inputs raise a ``ValueError`` that says so (MONAI's
     encoders use batch norm throughout).
+
+    TorchScript: ``torch.jit.script`` compiles the network (what ``monai.bundle ckpt_export`` does), for
+    any input size; a compiled network raises the encoder's own error for a too small input.
 
     Args:
         spatial_dims: 2 or 3 (3D with ResNet encoders and EfficientNet, as MONAI allows).
@@ -198,9 +203,20 @@ class DeepLabV3Plus(nn.Module):
         self.classifier = Conv[Conv.CONV, spatial_dims](decoder_channels, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._logits(x)
+        return self._guarded_logits(x)
+
+    @torch.jit.unused
+    def _guarded_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_logits` with the errors of too small inputs explained (Python only: TorchScript has
+        no context managers, so a scripted network raises the encoder's own errors)."""
         with _input_size_guard(x, self.output_stride, self.training):
-            features = self.encoder(x)
-            high = self.aspp(features[-1])
-            low = self.low_level(features[1])
-            y = self.fuse(torch.cat([linear_resize(high, low.shape[2:]), low], dim=1))
-        return linear_resize(self.classifier(y), x.shape[2:])
+            return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(x)
+        high = self.aspp(features[-1])
+        low = self.low_level(features[1])
+        y = self.fuse(torch.cat([_linear_resize(high, low.shape[2:]), low], dim=1))
+        return _linear_resize(self.classifier(y), x.shape[2:])

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from monai.networks.layers import Pool
 from monai.networks.nets.efficientnet import EfficientNetBNFeatures
 from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE
 from monai.networks.nets.resnet import ResNetEncoder
 from torch import nn
 
-__all__ = ["build_encoder", "dilate_resnet_encoder", "encoder_channels", "encoder_names"]
+__all__ = ["ZeroPadShortcut", "build_encoder", "dilate_resnet_encoder", "encoder_channels", "encoder_names"]
 
 
 def encoder_names() -> list[str]:
@@ -57,7 +58,51 @@ def build_encoder(backbone: str, spatial_dims: int, in_channels: int, pretrained
         for name in ("_conv_head", "_conv_head_padding", "_bn1", "_avg_pooling", "_dropout", "_fc"):
             if hasattr(encoder, name):
                 delattr(encoder, name)
+    if isinstance(encoder, ResNetEncoder):
+        _shortcuts_as_modules(encoder)
     return encoder
+
+
+class ZeroPadShortcut(nn.Module):
+    """The shortcut "A" of MONAI's ResNet (its ``_downsample_basic_block``, the shortcut of the
+    ResNet 10/18/34 encoders of ``FlexibleUNet``'s registry) as a module: a 1x1 average pooling with
+    ``stride`` (a subsampling), the result detached from the graph as MONAI does it (``.data``), and
+    zero channels appended up to ``planes``. MONAI stores it as a ``functools.partial``, which
+    TorchScript cannot compile; as a module the encoder is scriptable. It has no parameters or
+    buffers, so state dicts are unchanged.
+
+    Args:
+        planes: output channels (at least the input's).
+        stride: the subsampling stride.
+        spatial_dims: 1, 2 or 3.
+
+    Shapes:
+        ``(B, C, *spatial) -> (B, planes, *ceil(spatial / stride))``.
+    """
+
+    def __init__(self, planes: int, stride: int, spatial_dims: int) -> None:
+        super().__init__()
+        self.planes = int(planes)
+        self.stride = int(stride)
+        self.spatial_dims = int(spatial_dims)
+        self.pool = Pool[Pool.AVG, self.spatial_dims](kernel_size=1, stride=self.stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.pool(x)
+        size = list(out.shape)
+        size[1] = self.planes - size[1]
+        zeros = torch.zeros(size, dtype=out.dtype, device=out.device)
+        return torch.cat([out.detach(), zeros], dim=1)
+
+
+def _shortcuts_as_modules(encoder: nn.Module) -> None:
+    """Replace the ``functools.partial`` shortcuts "A" of a MONAI ResNet's blocks by
+    :class:`ZeroPadShortcut` modules with the same planes, stride and dimensions."""
+    for block in encoder.modules():
+        shortcut = getattr(block, "downsample", None)
+        if isinstance(shortcut, functools.partial):
+            kw = shortcut.keywords
+            block.downsample = ZeroPadShortcut(kw["planes"], kw.get("stride", 1), kw.get("spatial_dims", 3))
 
 
 def _trim_efficientnet(encoder: nn.Module, num_features: int) -> nn.Module:
@@ -108,8 +153,8 @@ def _dilate_stage(stage: nn.Module, previous: int, dilation: int) -> None:
     for i, block in enumerate(stage.children()):
         d = previous if i == 0 else dilation
         shortcut = getattr(block, "downsample", None)
-        if isinstance(shortcut, functools.partial) and "stride" in shortcut.keywords:  # MONAI's shortcut "A"
-            block.downsample = functools.partial(shortcut.func, *shortcut.args, **{**shortcut.keywords, "stride": 1})
+        if isinstance(shortcut, ZeroPadShortcut):  # MONAI's shortcut "A"
+            block.downsample = ZeroPadShortcut(shortcut.planes, 1, shortcut.spatial_dims)
         for m in block.modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 m.stride = (1,) * len(m.stride)
@@ -135,6 +180,7 @@ def dilate_resnet_encoder(encoder: nn.Module, output_stride: int) -> nn.Module:
             f"an output stride of {output_stride} needs a ResNet backbone (its last stages are dilated); "
             f"{type(encoder).__name__} supports only 32."
         )
+    _shortcuts_as_modules(encoder)
     if output_stride == 16:
         _dilate_stage(encoder.layer4, 1, 2)
     else:

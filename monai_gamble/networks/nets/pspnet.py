@@ -10,7 +10,7 @@ from monai.networks.layers import Act, Conv, Norm, Pool
 from monai.networks.nets.resnet import ResNetEncoder
 from torch import nn
 
-from ..utils import linear_resize
+from ..utils import _linear_resize
 from .encoders import _input_size_guard, _trim_efficientnet, build_encoder, dilate_resnet_encoder, encoder_channels
 
 __all__ = ["PSPNet", "PyramidPooling"]
@@ -67,7 +67,10 @@ class PyramidPooling(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x] + [linear_resize(stage(x), x.shape[2:]) for stage in self.stages], dim=1)
+        outs = [x]
+        for stage in self.stages:
+            outs.append(_linear_resize(stage(x), x.shape[2:]))
+        return torch.cat(outs, dim=1)
 
 
 class PSPNet(nn.Module):
@@ -88,6 +91,9 @@ class PSPNet(nn.Module):
     :class:`PyramidPooling`), so batch size 1 trains unless the stride-8 features are 1 x 1 (an
     input of at most 8 in every dimension for ResNet, under 16 for EfficientNet, whose padding
     rounds down), which raises a ``ValueError`` that says so.
+
+    TorchScript: ``torch.jit.script`` compiles the network (what ``monai.bundle ckpt_export`` does), for
+    any input size; a compiled network raises the encoder's own error for a too small input.
 
     Args:
         spatial_dims: 2 or 3.
@@ -155,7 +161,17 @@ class PSPNet(nn.Module):
         self.classifier = Conv[Conv.CONV, spatial_dims](fusion_channels, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._logits(x)
+        return self._guarded_logits(x)
+
+    @torch.jit.unused
+    def _guarded_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_logits` with the errors of too small inputs explained (Python only: TorchScript has
+        no context managers, so a scripted network raises the encoder's own errors)."""
         with _input_size_guard(x, 8, self.training):
-            f = self.encoder(x)[-1]  # stride 8: dilated ResNet, or trimmed EfficientNet
-            y = self.fuse(self.pyramid(f))
-        return linear_resize(self.classifier(y), x.shape[2:])
+            return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.encoder(x)[-1]  # stride 8: dilated ResNet, or trimmed EfficientNet
+        return _linear_resize(self.classifier(self.fuse(self.pyramid(f))), x.shape[2:])
