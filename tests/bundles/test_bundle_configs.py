@@ -41,12 +41,26 @@ NOT_KEYS = {
     # names that are not keys
     "init_process_group": "a torch.distributed function",
     "verify_net_in_out": "a MONAI bundle command",
+    "verify_metadata": "a MONAI bundle command",
+    "ckpt_export": "a MONAI bundle command",
+    "required_packages_version": "a key of configs/metadata.json (not a config)",
+    "monai_gamble_install": "a key of configs/metadata.json (not a config)",
+    "hash_val": "a key of large_files.yml (not a config)",
     "update_bn": "a torch.optim.swa_utils function",
     "equalize_adapthist": "a scikit-image function",
     "MLFLOW_TRACKING_URI": "an environment variable",
     "model_final": "a checkpoint file name (models/model_final.pt)",
     "model_swa": "a checkpoint file name (models/model_swa.pt)",
     "test_two_process_training_on_cpu_gloo": "a test's name",
+}
+#: arguments of MONAI's bundle commands that every bundle's docs show (its "Model Zoo" section), with
+#: the command they belong to; tests/bundles/test_model_zoo.py runs those commands
+MONAI_BUNDLE_ARGS = {
+    "filepath": "ckpt_export's output file; verify_metadata's schema file",
+    "ckpt_file": "ckpt_export's checkpoint",
+    "meta_file": "ckpt_export's and verify_metadata's metadata file",
+    "key_in_ckpt": "ckpt_export's key of the segmenter in a nested checkpoint",
+    "use_trace": "ckpt_export's option to trace instead of script",
 }
 #: per bundle, the command-line arguments of its benchmark scripts that its docs show
 BENCHMARK_ARGS = {
@@ -186,7 +200,8 @@ def test_every_key_the_docs_name_exists(bundle):
     found = doc_keys(root / "docs" / "README.md")
     ids, names, values = _config_ids(root)
     metrics = _metric_names(root, ids)
-    allowed = set(NOT_KEYS) | BENCHMARK_ARGS.get(bundle, set()) | OPTION_VALUES.get(bundle, set()) | {bundle}
+    allowed = set(NOT_KEYS) | set(MONAI_BUNDLE_ARGS) | BENCHMARK_ARGS.get(bundle, set())
+    allowed |= OPTION_VALUES.get(bundle, set()) | {bundle}
     bad_flags = sorted(k for k in found["flags"] if k not in ids and k not in allowed)
     prefixed = {k for k in found["quoted"] if k.startswith(("train_", "val_", "test_")) and k not in allowed}
     bad_metrics = sorted(prefixed - metrics)
