@@ -5,6 +5,7 @@ evaluation read, so that a result can be traced back to the run that trained it)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -12,7 +13,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MLflowRun", "MLflowTags", "override_params"]
+__all__ = ["MLflowRun", "MLflowTags", "fluent_tracking_uri", "override_params"]
 
 #: MLflow's limit on the length of a tag value
 MAX_TAG_LENGTH = 8000
@@ -63,6 +64,29 @@ def override_params(overrides: Mapping[str, str | None], prefix: str = "override
 def _tag_value(value: Any) -> str:
     text = str(value)
     return text if len(text) <= MAX_TAG_LENGTH else text[: MAX_TAG_LENGTH - 16] + "... (truncated)"
+
+
+@contextlib.contextmanager
+def fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (``mlflow.start_run``, ``mlflow.pytorch.log_model``) at ``uri`` for a block,
+    then put back both its tracking URI and the ``MLFLOW_TRACKING_URI`` environment variable exactly as they
+    were: ``mlflow.set_tracking_uri`` also sets that variable, which MONAI's ``MLFlowHandler`` and
+    :func:`monai_gamble.utils.default_tracking_uri` prefer to their own URI, so that every later run of the
+    process (a study's next cell, a notebook's next cell) would log into the wrong store."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = getattr(tracking_utils, "_tracking_uri", None)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def _device_name(device: Any) -> str | None:
@@ -304,9 +328,7 @@ class MLflowRun(MLFlowHandler):
                 f"monai=={monai.__version__}",
                 f"monai-gamble=={monai_gamble.__version__}",
             ]
-            previous = mlflow.get_tracking_uri()
-            mlflow.set_tracking_uri(self.client.tracking_uri)
-            try:
+            with fluent_tracking_uri(self.client.tracking_uri):
                 with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
                     mlflow.pytorch.log_model(
                         network,
@@ -316,8 +338,6 @@ class MLflowRun(MLFlowHandler):
                         pip_requirements=requirements,
                         serialization_format="pickle",  # torch.export ("pt2") takes about 40 s here
                     )
-            finally:
-                mlflow.set_tracking_uri(previous)
         except Exception as err:
             logger.warning("MLflow run %s: the segmenter was not logged as an MLflow Model: %s", run_id, err)
             return None

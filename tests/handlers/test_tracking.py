@@ -3,6 +3,7 @@ git_commit, --tracking_uri none), and the run-time estimates (RunEstimate, Progr
 
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -333,3 +334,26 @@ def test_a_run_against_a_real_mlflow_server_reproduces_and_serves(tmp_path, mlfl
         expected = best.eval()(torch.from_numpy(image)).numpy()
     np.testing.assert_allclose(model.predict(image), expected, rtol=1e-5, atol=1e-6)
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 1, -1, -1)
+
+
+@pytest.mark.parametrize("env", [None, "sqlite:///elsewhere/mlruns.db"])
+def test_logging_the_model_leaves_the_process_tracking_uri_as_it_was(tmp_path, monkeypatch, env):
+    """mlflow.set_tracking_uri sets MLFLOW_TRACKING_URI, which MONAI's handler prefers to its own URI: after
+    one run's model logging, the next run of the same process (a study's next cell) must log to its store."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from monai_gamble.handlers.tracking import fluent_tracking_uri
+
+    monkeypatch.chdir(tmp_path)
+    if env is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", env)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    with fluent_tracking_uri(f"sqlite:///{tmp_path / 'a.db'}"):
+        assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'a.db'}"
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env and tracking_utils._tracking_uri is None
+    with pytest.raises(RuntimeError, match="inside"), fluent_tracking_uri(f"sqlite:///{tmp_path / 'b.db'}"):
+        raise RuntimeError("inside")  # restored after an error too
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env and tracking_utils._tracking_uri is None
