@@ -105,9 +105,10 @@ def assert_reproducible_run(client, run, bundle: Path, overrides: dict[str, str]
     }
     config = json.loads(open(client.download_artifacts(run.info.run_id, "config/config.json")).read())
     assert not any(a.path.endswith(".json") for a in client.list_artifacts(run.info.run_id))  # no unmerged configs
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(client.tracking_uri)
-    try:
+    from monai_gamble.handlers.tracking import fluent_tracking_uri
+
+    # not mlflow.set_tracking_uri: it sets MLFLOW_TRACKING_URI for every later test of this process
+    with fluent_tracking_uri(client.tracking_uri):
         uri = f"runs:/{run.info.run_id}/model"
         if predict_shape is None:
             assert mlflow.models.get_model_info(uri).signature is not None
@@ -116,6 +117,4 @@ def assert_reproducible_run(client, run, bundle: Path, overrides: dict[str, str]
             out = model.predict(np.random.default_rng(0).random(predict_shape, dtype=np.float32))
             assert out.shape[0] == predict_shape[0] and out.shape[2:] == tuple(predict_shape[2:])
             assert np.isfinite(out).all()
-    finally:
-        mlflow.set_tracking_uri(previous)
     return config

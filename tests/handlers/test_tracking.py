@@ -18,7 +18,7 @@ from ignite.engine import Engine, Events
 
 from monai_gamble.handlers import MLflowRun, RunEstimate
 from monai_gamble.handlers.progress import ProgressBar, _RunClock, format_duration, projected_seconds
-from monai_gamble.handlers.tracking import MAX_PARAM_LENGTH, TRUNCATED, override_params
+from monai_gamble.handlers.tracking import MAX_PARAM_LENGTH, TRUNCATED, fluent_tracking_uri, override_params
 from monai_gamble.utils import (
     check_bundle_overrides,
     check_tracking_uri,
@@ -273,7 +273,6 @@ def test_a_run_against_a_real_mlflow_server_reproduces_and_serves(tmp_path, mlfl
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    previous_uri = mlflow.get_tracking_uri()
     bundle = tmp_path / "my_bundle"
     (bundle / "configs").mkdir(parents=True)
     (bundle / "configs" / "metadata.json").write_text(json.dumps({"version": "0.3.1"}))
@@ -324,16 +323,15 @@ def test_a_run_against_a_real_mlflow_server_reproduces_and_serves(tmp_path, mlfl
     command = json.loads((Path(local) / "command.json").read_text())
     assert command["overrides"]["notes"] == long_value  # the whole value, where the parameter is cut
 
-    mlflow.set_tracking_uri(mlflow_server)
-    try:
+    # not mlflow.set_tracking_uri: it sets MLFLOW_TRACKING_URI for every later test of this process
+    with fluent_tracking_uri(mlflow_server):
         model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    finally:
-        mlflow.set_tracking_uri(previous_uri)
     image = np.random.default_rng(1).random((3, 1, 48, 64), dtype=np.float32)  # another batch and image size
     with torch.no_grad():
         expected = best.eval()(torch.from_numpy(image)).numpy()
     np.testing.assert_allclose(model.predict(image), expected, rtol=1e-5, atol=1e-6)
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 1, -1, -1)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 @pytest.mark.parametrize("env", [None, "sqlite:///elsewhere/mlruns.db"])
@@ -342,8 +340,6 @@ def test_logging_the_model_leaves_the_process_tracking_uri_as_it_was(tmp_path, m
     one run's model logging, the next run of the same process (a study's next cell) must log to its store."""
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    from monai_gamble.handlers.tracking import fluent_tracking_uri
 
     monkeypatch.chdir(tmp_path)
     if env is None:

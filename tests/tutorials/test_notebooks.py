@@ -91,6 +91,8 @@ def test_drawing_cells_are_recognised():
 @pytest.mark.parametrize("path", TUTORIALS, ids=IDS)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MONAI_GAMBLE_TUTORIAL_QUICK", "1")  # the notebooks' tiny settings
+    # each notebook names its own MLflow store; an inherited MLFLOW_TRACKING_URI would take priority over it
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     nb = nbformat.read(path, as_version=4)
     try:
         NotebookClient(
