@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUNDLE := bundles/thyroid_ultrasound_gambling
 # two workers (pytest-xdist), one thread each (tests/conftest.py): the suite on the 2-core CI machine
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --durations=30
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean lab
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ format: install
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# JupyterLab on the tutorials (the `tutorials` extra, kept out of `dev`: see setup.cfg)
+lab: install
+	$(BIN)/python -m pip install --quiet -e ".[tutorials]"
+	$(BIN)/jupyter lab tutorials/
 
 clean:
 	rm -rf $(VENV) $(BUNDLE)/models $(BUNDLE)/eval $(BUNDLE)/data

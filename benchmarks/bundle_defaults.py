@@ -64,9 +64,6 @@ BUNDLES = (
     "xray_pneumothorax",
     "generic_segmentation",
 )
-#: MONAI's trainer, whose ``amp=True`` autocasts on CUDA only, and the package's that autocasts on any device
-MONAI_TRAINERS = ("SupervisedTrainer", "monai.engines.SupervisedTrainer", "monai.engines.trainer.SupervisedTrainer")
-CPU_AMP_TRAINER = "monai_gamble.engines.AmpSupervisedTrainer"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -105,18 +102,6 @@ def amp_overrides(device: str, amp: bool) -> dict[str, Any]:
         return {"amp": False}
     dtype = "float16" if torch.device(device).type == "cuda" else "bfloat16"
     return {"amp": True, "train#trainer#amp_kwargs": {"dtype": f"$torch.{dtype}"}}
-
-
-def cpu_amp_trainer(parser: Any, device: str, amp: bool) -> bool:
-    """With AMP off CUDA, replace a config's MONAI ``SupervisedTrainer`` (``train#trainer#_target_``) by
-    :class:`~monai_gamble.engines.AmpSupervisedTrainer`: MONAI's autocasts on CUDA only and would
-    train in float32 (the nerve and X-ray bundles, the thyroid ``train_ce.json``). Returns whether it did."""
-    if not amp or torch.device(device).type == "cuda":
-        return False
-    if parser.get("train#trainer#_target_") not in MONAI_TRAINERS:
-        return False
-    parser["train#trainer#_target_"] = CPU_AMP_TRAINER
-    return True
 
 
 def subset_overrides(train_items: int | None, val_items: int | None, unlabeled_items: int | None = None) -> dict:
@@ -409,7 +394,6 @@ def _measure_stage(
             None, None, int(probe.get_parsed_content("train#unlabeled_dataloader#batch_size")) * run_iterations
         )
     parser = train_parser(root, overrides=overrides)
-    cpu_amp_trainer(parser, device, amp)
     with in_bundle(root):
         trainer = parser.get_parsed_content("train#trainer")
         timer, memory = timed_run(trainer, run_iterations, device)

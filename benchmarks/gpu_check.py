@@ -22,8 +22,8 @@ Columns: iterations (calls) per second and images per second (after one warm-up)
 process's peak resident set during the check, 0 when an earlier check already peaked higher), whether
 every loss (metric value, network output) was finite, and ok / FAILED. AMP on CUDA is what the
 trainers do with ``amp=True``: ``torch.autocast("cuda", dtype=float16)`` with a ``GradScaler``; on a
-CPU ``--amp on`` autocasts in bfloat16 (MONAI's ``SupervisedTrainer`` is swapped for the package's
-``AmpSupervisedTrainer`` there, since MONAI's autocasts on CUDA only).
+CPU ``--amp on`` autocasts in bfloat16 (the bundles train with the package's ``AmpSupervisedTrainer`` or
+``SegmenterCriticTrainer``, which autocast on any device; MONAI's ``SupervisedTrainer`` does on CUDA only).
 
 Usage::
 
@@ -58,7 +58,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bundle_defaults import (
     amp_overrides,
     bundle_copy,
-    cpu_amp_trainer,
     in_bundle,
     peak_rss_mib,
     quiet_overrides,
@@ -225,7 +224,6 @@ def run_train_check(check: TrainCheck, work: Path, device: str, iterations: int,
         **((check.tiny if tiny else check.default) or {}),
     }
     parser = train_parser(root, check.files, overrides)
-    cpu_amp_trainer(parser, device, amp)
     with in_bundle(root):
         trainer = parser.get_parsed_content("train#trainer")
         seen = conv_output_dtypes(trainer.network)

@@ -162,7 +162,7 @@ def main() -> None:
     p.add_argument("--synthetic_num_images", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split_seed", type=int, default=0)
-    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more bundle overrides, e.g. --amp false")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more bundle overrides, e.g. --amp False")
     a = p.parse_args()
     a.output.mkdir(parents=True, exist_ok=True)
     if a.epochs is None:

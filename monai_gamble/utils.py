@@ -29,6 +29,7 @@ from monai.utils import StrEnum, look_up_option, min_version, optional_import, p
 idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 
 __all__ = [
+    "as_bool",
     "LRSchedule",
     "atomic_copy",
     "announce_run",
@@ -254,7 +255,7 @@ def new_run_name(runs_dir: str | os.PathLike, *parts: object, resume: bool = Fal
 
 
 def _claim_run_name(runs_dir: Path, parts: Sequence[object], resume: bool) -> str:
-    if bool(resume):
+    if as_bool(resume, "resume"):
         return latest_run(runs_dir).name
     runs_dir.mkdir(parents=True, exist_ok=True)
     base = timestamped_name(*parts)
@@ -294,7 +295,7 @@ def resume_checkpoint(run_dir: str | os.PathLike, resume: bool) -> str | None:
     Raises:
         FileNotFoundError: ``resume`` and ``<run_dir>/last.pt`` does not exist.
     """
-    if not bool(resume):
+    if not as_bool(resume, "resume"):
         return None
     path = Path(run_dir) / LAST_CHECKPOINT
     if not path.is_file():
@@ -448,6 +449,50 @@ def _unknown_key_message(key: str, config: dict, known: list[str]) -> str | None
     return None
 
 
+#: override values that a user means as false but MONAI's command line (Fire) reads as non-empty text,
+#: which Python takes as true (``--resume false`` would resume); compared case-insensitively
+FALSE_WORDS = frozenset({"false", "no", "off"})
+#: the keys where such a word is a value of its own (``--tracking_uri false`` turns tracking off)
+TEXT_KEYS = frozenset({"tracking_uri"})
+
+
+def as_bool(value: Any, name: str = "value") -> bool:
+    """A config's boolean as it may come from MONAI's command line: a bool, 0 / 1, or the text ``true`` /
+    ``false`` / ``yes`` / ``no`` / ``on`` / ``off`` (any case; Fire leaves lowercase ``true`` as text).
+
+    Raises:
+        ValueError: for anything else, naming ``name`` and the value.
+
+    Example:
+        >>> as_bool("true"), as_bool(False), as_bool("OFF"), as_bool(1)
+        (True, False, False, True)
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "yes", "on", "1"):
+            return True
+        if word in FALSE_WORDS | {"0"}:
+            return False
+    raise ValueError(f"{name} must be true or false, got {value!r}.")
+
+
+def _false_word_message(key: str, value: str | None) -> str | None:
+    """The refusal of ``--key false`` (or ``no``, ``off``): Fire parses ``False`` to the boolean and leaves
+    ``false`` a string, so a config's ``@key`` would be the truthy text ``'false'``."""
+    if key in TEXT_KEYS or not isinstance(value, str) or value == "False":
+        return None
+    if value.strip().lower() not in FALSE_WORDS:
+        return None
+    return (
+        f"--{key} {value}: MONAI's command line reads {value!r} as text, and any text counts as true "
+        f"(the opposite of what it says). Write --{key} False."
+    )
+
+
 def check_bundle_overrides(
     argv: Sequence[str] | None = None, config: dict | None = None, allowed: Sequence[str] = ()
 ) -> list[str]:
@@ -471,7 +516,9 @@ def check_bundle_overrides(
 
     Raises:
         SystemExit: naming each unknown key with the closest ids (``difflib``), e.g.
-            ``--max_epoch: the configs define no 'max_epoch'. Did you mean --max_epochs?``; and for MONAI's
+            ``--max_epoch: the configs define no 'max_epoch'. Did you mean --max_epochs?``; for a value
+            ``false`` / ``no`` / ``off`` (:data:`FALSE_WORDS`), which MONAI's command line passes as truthy
+            text (write ``False``; ``true`` is truthy text and means what it says); and for MONAI's
             ``--tracking mlflow``, which would log every metric a second time next to the bundle's own handlers.
 
     Example:
@@ -505,8 +552,9 @@ def check_bundle_overrides(
     keys = [k for k in options if k not in RUN_ARGUMENTS and k not in set(allowed)]
     known = sorted(config)
     problems = [m for k in keys if (m := _unknown_key_message(k, config, known))]
+    problems += [m for k in keys if (m := _false_word_message(k, options[k]))]
     if problems:
-        raise SystemExit("Unknown override(s), nothing was run:\n  " + "\n  ".join(problems))
+        raise SystemExit("Unknown or misread override(s), nothing was run:\n  " + "\n  ".join(problems))
     return keys
 
 

@@ -97,9 +97,9 @@ def test_gpu_check_on_cpu_subset(tmp_path):
 
 
 def test_gpu_check_amp_on_cpu_autocasts_monai_supervised_trainers():
-    """``--amp on`` on a CPU: bfloat16 autocast, also for the configs whose trainer is MONAI's
-    ``SupervisedTrainer`` (swapped for ``AmpSupervisedTrainer``); a check fails if its segmenter's
-    convolutions never ran in the autocast dtype."""
+    """``--amp on`` on a CPU: bfloat16 autocast, also for the single-network configs (their trainer is
+    ``AmpSupervisedTrainer``: MONAI's ``SupervisedTrainer`` autocasts on CUDA only); a check fails if
+    its segmenter's convolutions never ran in the autocast dtype."""
     rows = gpu_check.main(["--device", "cpu", "--iterations", "1", "--amp", "on", "--only", "train thyroid train_ce",
                            "train xray (default", "--quiet"])  # fmt: skip
     assert [r.status for r in rows] == ["ok", "ok"], [(r.check, r.status) for r in rows]

@@ -126,3 +126,32 @@ def test_a_bad_setting_stops_the_thyroid_bundle_with_one_line(tmp_path, args, me
     assert f"Bad setting, nothing was run: {message}" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "models").exists()  # nothing was run
+
+
+@pytest.mark.parametrize("value", ["false", "FALSE", "no", "off", " false"])
+def test_a_false_word_is_refused_because_monai_reads_it_as_true_text(value):
+    """Fire parses ``False`` to the boolean but leaves ``false`` text, which a config then takes as true
+    (``--resume false`` resumed): refused with the spelling that works."""
+    config = {**CONFIG, "resume": False}
+    with pytest.raises(SystemExit, match="nothing was run") as e:
+        check_bundle_overrides([*RUN, "--resume", value], config=config)
+    assert f"--resume {value}: MONAI's command line reads {value!r} as text" in str(e.value)
+    assert "Write --resume False." in str(e.value)
+    with pytest.raises(SystemExit, match="--resume no: MONAI"):
+        check_bundle_overrides([*RUN, "--resume=no"], config=config)
+
+
+def test_false_true_and_text_values_that_mean_what_they_say_pass():
+    config = {**CONFIG, "resume": False, "tracking_uri": "sqlite:///x.db", "norm": "batch"}
+    argv = [*RUN, "--resume", "False", "--max_epochs", "true", "--tracking_uri", "false", "--norm", "instance"]
+    assert check_bundle_overrides(argv, config=config) == ["resume", "max_epochs", "tracking_uri", "norm"]
+
+
+def test_as_bool():
+    from monai_gamble.utils import as_bool
+
+    assert [as_bool(v) for v in (True, "true", " Yes", "on", 1, "1")] == [True] * 6
+    assert [as_bool(v) for v in (False, "false", "NO", "off", 0, "0")] == [False] * 6
+    for bad in ("maybe", 2, None, [True]):
+        with pytest.raises(ValueError, match="resume must be true or false"):
+            as_bool(bad, "resume")

@@ -40,7 +40,7 @@ class OutputSummary:
         num_images: the number of images to report (None: the length of the engine's dataset, if any).
 
     Example:
-        >>> OutputSummary("inference", {"predicted masks": "eval/predictions"}).attach(evaluator)
+        >>> OutputSummary("inference", {"predicted masks": "eval/inference/infer_20260101_120000/predictions"}).attach(evaluator)
     """
 
     def __init__(

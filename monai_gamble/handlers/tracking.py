@@ -22,7 +22,7 @@ import torch
 from monai.handlers import MLFlowHandler
 from monai.utils import min_version, optional_import
 
-from monai_gamble.utils import cli_overrides, dataset_digest, git_commit, merged_config, tracking_off
+from monai_gamble.utils import as_bool, cli_overrides, dataset_digest, git_commit, merged_config, tracking_off
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
@@ -117,7 +117,7 @@ class MLflowRun(MLFlowHandler):
       git checkout), ``device`` (with the GPU's name), ``world_size``, and any ``tags`` given (an evaluation
       passes the training run's id, :func:`monai_gamble.utils.training_run_of`).
 
-    At the end of a completed training run, when ``model`` is given, the segmenter with the weights of
+    At the end of a completed training run, when ``model`` is given (and ``mlflow_model`` is on), the segmenter with the weights of
     ``model_checkpoint`` (the best checkpoint; ``model_key`` selects it in a checkpoint of several networks)
     is logged as an **MLflow Model** ``model`` (``mlflow.pytorch.log_model``), with a tensor signature
     ``(-1, C, -1, ...) float32`` (any batch and image size the network takes) and an input example of shape
@@ -149,6 +149,8 @@ class MLflowRun(MLFlowHandler):
         model_key: the key of the segmenter in a checkpoint of several networks (``{"model": ..., "critic":
             ...}``); a checkpoint without it is the segmenter's state dict.
         image_size: the spatial size of the input example (default 64 per dimension of the network).
+        mlflow_model: False: no MLflow Model at the end (the bundles' ``--mlflow_model False``, for a quick
+            run; the checkpoint artifacts are still logged). Logging one takes about 5 s on a CPU.
         argv: the command line (default ``sys.argv``).
         kwargs: MONAI ``MLFlowHandler``'s arguments (``experiment_name``, ``run_name``, ``experiment_param``,
             ``artifacts``, ``close_on_complete``, ...).
@@ -168,6 +170,7 @@ class MLflowRun(MLFlowHandler):
         model_checkpoint: str | os.PathLike | None = None,
         model_key: str | None = None,
         image_size: Sequence[int] | None = None,
+        mlflow_model: bool = True,
         argv: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -179,7 +182,7 @@ class MLflowRun(MLFlowHandler):
         self.bundle_root = bundle_root
         self.device = device
         self.record = record
-        self.model = model
+        self.model = model if as_bool(mlflow_model, "mlflow_model") else None
         self.model_checkpoint = model_checkpoint
         self.model_key = model_key
         self.image_size = None if image_size is None else [int(s) for s in image_size]

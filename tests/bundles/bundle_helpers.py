@@ -17,8 +17,13 @@ def copy_bundle(bundle: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def run_bundle(cwd: Path, configs: list[str], *args: str, torchrun: int = 0, timeout: int = 600) -> str:
+def run_bundle(
+    cwd: Path, configs: list[str], *args: str, torchrun: int = 0, timeout: int = 600, mlflow_model: bool = False
+) -> str:
     """Run ``python -m monai.bundle run`` with ``configs/<c>`` files in ``cwd``; return its output.
+
+    A training run logs no MLflow Model (``--mlflow_model False``, about 5 s a run) unless ``mlflow_model``:
+    the tests that check the logged model ask for it.
 
     Raises:
         AssertionError: with the tail of stdout and stderr when the command fails.
@@ -29,6 +34,8 @@ def run_bundle(cwd: Path, configs: list[str], *args: str, torchrun: int = 0, tim
     else:
         head = [sys.executable, "-m"]
     cmd = [*head, "monai.bundle", "run", "--config_file", config_arg, *args]
+    if "train.json" in configs and not mlflow_model and "--mlflow_model" not in args:
+        cmd += ["--mlflow_model", "False"]
     # one thread per process: on a shared 2-core machine oversubscribed OpenMP threads are many times slower
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env |= {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
@@ -118,3 +125,11 @@ def assert_reproducible_run(client, run, bundle: Path, overrides: dict[str, str]
             assert out.shape[0] == predict_shape[0] and out.shape[2:] == tuple(predict_shape[2:])
             assert np.isfinite(out).all()
     return config
+
+
+def inference_run(bundle: Path) -> Path:
+    """The one run folder of ``<bundle>/eval/inference`` (each inference run writes its predictions,
+    and its submission, into a folder of its own): asserts that there is exactly one."""
+    runs = sorted(p for p in (bundle / "eval" / "inference").iterdir() if p.is_dir())
+    assert len(runs) == 1, runs
+    return runs[0]

@@ -14,6 +14,7 @@ import pytest
 from bundle_helpers import (
     assert_reproducible_run,
     copy_bundle,
+    inference_run,
     initialized_workflow,
     recorded_runs,
     run_bundle,
@@ -168,7 +169,7 @@ def test_2d_image_mask_folder(tmp_path, monkeypatch, tracking):
                                method="confidence", **net)  # fmt: skip
         infer.initialize()
         infer.run()
-    preds = sorted((bundle / "eval" / "predictions" / "confidence").glob("*.png"))
+    preds = sorted((inference_run(bundle) / "predictions").glob("*.png"))
     assert len(preds) == 8
     for pred in preds[:3]:
         src = next((folder / "image").glob(pred.stem + ".*"))
@@ -183,7 +184,7 @@ def test_train_evaluate_infer_end_to_end(tmp_path):
     bundle = copy_bundle(BUNDLE, tmp_path)
     args = cli({**SYNTHETIC, **TINY})
     # 1. gambling (the default) on the embedded synthetic dataset, generated on this first run
-    out = run_bundle(bundle, ["train.json"], *args)
+    out = run_bundle(bundle, ["train.json"], *args, mlflow_model=True)
     assert "no --dataset_dir given: generating a synthetic Decathlon-layout dataset" in out
     assert "3D, 6 labelled images and 2 unlabelled test images; 1 channel(s) ['CT']; 3 classes" in out
     data = next((bundle / "data").glob("synthetic_organ_n6_seed0_CT"))
@@ -218,7 +219,7 @@ def test_train_evaluate_infer_end_to_end(tmp_path):
     assert "Predicted segmentations (2 images)" in out
     for name in ("organ_006", "organ_007"):
         pred, src = (
-            nib.load(bundle / "eval" / "predictions" / "gambling" / f"{name}.nii.gz"),
+            nib.load(inference_run(bundle) / "predictions" / f"{name}.nii.gz"),
             nib.load(data / "imagesTs" / f"{name}.nii.gz"),
         )
         assert pred.shape == src.shape and np.allclose(pred.affine, src.affine)

@@ -12,6 +12,7 @@ import pytest
 from bundle_helpers import (
     assert_reproducible_run,
     copy_bundle,
+    inference_run,
     initialized_workflow,
     recorded_runs,
     run_bundle,
@@ -81,7 +82,7 @@ def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
 def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
     bundle = bundle_copy(tmp_path)
     # 1. train one epoch on the embedded synthetic dataset (generated on this first run)
-    out = run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1")
+    out = run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1", mlflow_model=True)
     assert (bundle / "models" / "model.pt").is_file()
     data = next((bundle / "data").glob("synthetic_nerve_s4_i4_*"))
     assert len(list((data / "train").glob("*_mask.tif"))) == 16 and (data / "train_masks.csv").is_file()
@@ -102,7 +103,7 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
 
     # 2. evaluate that checkpoint with ASME on the five real frames (580x420, competition Dice)
     real = realdata / "ultrasound_nerve_kaggle"
-    real_args = ["--dataset_dir", str(real), "--csv_name", "train_masks_subject1.csv", "--balance", "false"]
+    real_args = ["--dataset_dir", str(real), "--csv_name", "train_masks_subject1.csv", "--balance", "False"]
     out = run_bundle(bundle, ["train.json", "evaluate.json"], *TINY, *real_args, "--split_fractions", "[0,0,1]")
     report = bundle / "eval" / "evaluation_test_asme"
     rows = list(csv.DictReader(open(report / "metrics_per_image.csv")))
@@ -140,10 +141,11 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
 
     # 3. inference: 580x420 masks of the real frames and a submission CSV whose RLEs decode to them
     run_bundle(bundle, ["inference.json"], *NET, "--dataset_dir", str(real / "train"), "--ensemble", "mean")
-    sub = list(csv.DictReader(open(bundle / "eval" / "submission.csv")))
+    run = inference_run(bundle)
+    sub = list(csv.DictReader(open(run / "submission.csv")))
     assert [r["img"] for r in sub] == ["1_1", "1_2", "1_3", "1_4", "1_5"]
     for r in sub:
-        mask = np.asarray(Image.open(bundle / "eval" / "predictions" / f"{r['img']}_mask.tif"))
+        mask = np.asarray(Image.open(run / "predictions" / f"{r['img']}_mask.tif"))
         assert mask.shape == (420, 580) and set(np.unique(mask)) <= {0, 255}
         np.testing.assert_array_equal(rle_decode(r["pixels"], (420, 580)), mask > 0)
 

@@ -9,6 +9,7 @@ import pytest
 from bundle_helpers import (
     assert_reproducible_run,
     copy_bundle,
+    inference_run,
     initialized_workflow,
     recorded_runs,
     run_bundle,
@@ -55,7 +56,7 @@ def test_check_properties_net_in_out_and_every_training_config(tmp_path, monkeyp
     monkeypatch.chdir(bundle)  # bundle_root is "."; the (tiny) synthetic dataset is generated there
     expected = {
         (): ("SemiSupervisedAdversarialTrainer", "FCDiscriminator", "CrossEntropyLoss"),
-        ("train_supervised.json",): ("SupervisedTrainer", None, "CrossEntropyLoss"),
+        ("train_supervised.json",): ("AmpSupervisedTrainer", None, "CrossEntropyLoss"),
         ("train_adversarial.json",): ("SemiSupervisedAdversarialTrainer", "FCDiscriminator", "CrossEntropyLoss"),
         ("critic_patchgan.json",): ("SemiSupervisedAdversarialTrainer", "PatchDiscriminator", "TiltedCrossEntropyLoss"),
     }
@@ -145,7 +146,7 @@ def test_train_evaluate_infer_end_to_end(tmp_path):
 
     bundle = bundle_copy(tmp_path)
     # 1. semi-supervised (the default): one epoch on the embedded synthetic dataset (generated on this first run)
-    out = run_bundle(bundle, ["train.json"], *TINY_ARGS, "--max_epochs", "1")
+    out = run_bundle(bundle, ["train.json"], *TINY_ARGS, "--max_epochs", "1", mlflow_model=True)
     ckpt = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert set(ckpt) == {"model", "critic"}
     client, runs = mlflow_runs(bundle)
@@ -192,7 +193,7 @@ def test_train_evaluate_infer_end_to_end(tmp_path):
     # 4. inference writes a class-index mask per unlabelled tile, at the tile's size
     data = next((bundle / "data").glob("synthetic_podocyte_*"))
     run_bundle(bundle, ["inference.json"], "--dataset_dir", str(data), *TINY_ARGS[6:14])
-    preds = sorted((bundle / "eval" / "predictions").glob("*.png"))
+    preds = sorted((inference_run(bundle) / "predictions").glob("*.png"))
     assert [p.stem for p in preds] == ["u0001", "u0002", "u0003", "u0004"]
     mask = np.asarray(Image.open(preds[0]))
     assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 1, 2, 3}
@@ -214,15 +215,17 @@ def test_real_glomeruli_tiles_binary_train_evaluate_infer(tmp_path, realdata):
     assert runs[0].data.params["num_classes"] == "2" and runs[0].data.params["num_unlabeled_tiles"] == "8"
     run_bundle(bundle, ["inference.json"], "--dataset_dir", real, "--num_classes", "2", "--output_scale", "255",
                *TINY_ARGS[6:14])  # fmt: skip
-    preds = sorted((bundle / "eval" / "predictions").glob("*.png"))
+    preds = sorted((inference_run(bundle) / "predictions").glob("*.png"))
     assert len(preds) == 20 and preds[0].stem.startswith("slide_O27_")
     mask = np.asarray(Image.open(preds[0]))
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss_name", ["ce", "stochastic_tce"])
-def test_two_process_training_on_cpu_gloo(tmp_path, loss_name):
+def test_two_process_training_on_cpu_gloo(tmp_path):
+    """Two processes (gloo) with stochastic TCE: the semi-supervised trainer under DDP, as with plain
+    cross-entropy, plus the class-conditional sampler that shards itself and the per-class weights."""
+    loss_name = "stochastic_tce"
     bundle = bundle_copy(tmp_path)
     args = [
         "--synthetic_num_labelled",
@@ -237,8 +240,8 @@ def test_two_process_training_on_cpu_gloo(tmp_path, loss_name):
     assert len(runs) == 1  # only rank 0 tracks
     metrics = runs[0].data.metrics
     assert {"val_miou", "train_loss", "train_unlabeled_loss"} <= set(metrics)
-    if loss_name == "stochastic_tce":  # the class-conditional sampler shards itself; weights logged per class
-        assert np.isclose(sum(metrics[f"stce_weight_{c}"] for c in PATHOLOGY_CLASSES), 1.0, atol=1e-4)
+    # the class-conditional sampler shards itself; weights logged per class
+    assert np.isclose(sum(metrics[f"stce_weight_{c}"] for c in PATHOLOGY_CLASSES), 1.0, atol=1e-4)
 
 
 def test_bad_dataset_dir_is_a_clear_error(tmp_path):

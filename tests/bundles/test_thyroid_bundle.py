@@ -11,6 +11,7 @@ import pytest
 from bundle_helpers import (
     assert_reproducible_run,
     copy_bundle,
+    inference_run,
     initialized_workflow,
     recorded_runs,
     run_bundle,
@@ -45,7 +46,7 @@ def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
     assert initialized_workflow(BUNDLE, ["train.json"], synthetic_num_images=12).check_properties() == []
     baseline = initialized_workflow(BUNDLE, ["train.json", "train_ce.json"], synthetic_num_images=12)
     assert baseline.check_properties() == []
-    assert type(baseline.parser.get_parsed_content("train#trainer")).__name__ == "SupervisedTrainer"
+    assert type(baseline.parser.get_parsed_content("train#trainer")).__name__ == "AmpSupervisedTrainer"
     data = next((bundle / "data").glob("synthetic_tnscui_n12_*"))
     assert initialized_workflow(BUNDLE, ["inference.json"], "infer", dataset_dir=str(data)).check_properties() == []
     verify_inference_network(BUNDLE)
@@ -58,7 +59,7 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
 
     bundle = bundle_copy(tmp_path)
     # 1. gambling (the default): one epoch on the embedded synthetic dataset (generated on this first run)
-    out = run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1")
+    out = run_bundle(bundle, ["train.json"], *TINY, "--max_epochs", "1", mlflow_model=True)
     ckpt = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert set(ckpt) == {"model", "critic"}  # both networks; inference needs only "model"
     assert list((bundle / "data").glob("synthetic_tnscui_n12_*/image/*.PNG"))
@@ -124,8 +125,9 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
 
     # 4. inference writes a {0, 255} mask and a betting map per real image, at the original size
     run_bundle(bundle, ["inference.json", "inference_betting_maps.json"], *TINY[2:8], "--dataset_dir", str(real))
-    preds = sorted((bundle / "eval" / "predictions").glob("*.png"))
-    bets = sorted((bundle / "eval" / "betting_maps").glob("*.png"))
+    run = inference_run(bundle)
+    preds = sorted((run / "predictions").glob("*.png"))
+    bets = sorted((run / "betting_maps").glob("*.png"))
     assert len(preds) == len(bets) == 40
     for p, b in zip(preds[:5], bets[:5], strict=True):
         src = Image.open(real / "image" / f"{p.stem}.PNG")
@@ -238,8 +240,8 @@ def test_bad_dataset_dir_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize(
     "files, trainer, critic",
     [
-        (["train_ce.json"], "SupervisedTrainer", None),
-        (["train_ce.json", "train_focal.json"], "SupervisedTrainer", None),
+        (["train_ce.json"], "AmpSupervisedTrainer", None),
+        (["train_ce.json", "train_focal.json"], "AmpSupervisedTrainer", None),
         (["train_adversarial.json"], "SegmenterCriticTrainer", "PatchDiscriminator"),
         (["train_segan.json"], "SegmenterCriticTrainer", "PatchDiscriminator"),
         (["train_confidence.json"], "SegmenterCriticTrainer", "Gambler"),  # ConfidenceNetwork is an alias

@@ -12,6 +12,7 @@ import pytest
 from bundle_helpers import (
     assert_reproducible_run,
     copy_bundle,
+    inference_run,
     initialized_workflow,
     recorded_runs,
     run_bundle,
@@ -113,7 +114,7 @@ def test_check_properties_and_net_in_out(tmp_path, monkeypatch):
 def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
     bundle = bundle_copy(tmp_path)
     # 1. two one-epoch stages (32 then 64 px) on the embedded synthetic dataset, SWA over both epochs
-    out = run_bundle(bundle, ["train.json"], *TINY, "--swa_epochs", "2")
+    out = run_bundle(bundle, ["train.json"], *TINY, "--swa_epochs", "2", mlflow_model=True)
     models = bundle / "models"
     for name in ("model.pt", "model_swa.pt", "model_final.pt", "stages/stage0_32x32.pt", "stages/stage1_64x64.pt"):
         assert (models / name).is_file(), name
@@ -163,12 +164,13 @@ def test_train_evaluate_infer_end_to_end(tmp_path, realdata):
 
     # 3. inference: 1024x1024 masks of the real DICOMs and a submission whose RLEs decode to them
     run_bundle(bundle, ["inference.json"], *NET, "--final_image_size", "[64,64]", "--dataset_dir", str(realdata / SIIM))
-    sub = list(csv.DictReader(open(bundle / "eval" / "submission.csv")))
+    run = inference_run(bundle)
+    sub = list(csv.DictReader(open(run / "submission.csv")))
     assert len(sub) == 10 and set(sub[0]) == {"ImageId", "EncodedPixels"}
     ids = {p.stem for p in (realdata / SIIM).glob("*.dcm")}
     assert {r["ImageId"] for r in sub} == ids
     for r in sub:
-        mask = np.asarray(Image.open(bundle / "eval" / "predictions" / f"{r['ImageId']}_mask.png"))
+        mask = np.asarray(Image.open(run / "predictions" / f"{r['ImageId']}_mask.png"))
         assert mask.shape == (1024, 1024) and set(np.unique(mask)) <= {0, 255}
         assert (r["EncodedPixels"] == "-1") == (not mask.any())
         np.testing.assert_array_equal(rle_decode(r["EncodedPixels"], (1024, 1024), "siim"), mask > 0)

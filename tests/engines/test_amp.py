@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -22,40 +23,13 @@ BF16 = {"amp": True, "train#trainer#amp_kwargs": {"dtype": "$torch.bfloat16"}}
 # every bundle trains 2 iterations of one epoch, without validation, tracking, progress bar or figures
 QUIET = {"device": "$torch.device('cpu')", "is_not_rank0": True, "tracking_uri": None, "val_interval": 1000,
          "train#trainer#epoch_length": 2}  # fmt: skip
-# the bundles' tests' tiny settings (tests/bundles/test_*_bundle.py)
-TINY = {
-    "thyroid_ultrasound_gambling": {
-        "synthetic_num_images": 12, "image_size": [64, 64], "network_def#channels": [4, 8, 16, 32, 64],
-        "network_def#num_res_units": 0, "critic_def#channels": [4, 8, 16, 32], "batch_size": 4, "max_epochs": 1,
-    },
-    "nerve_ultrasound_ems": {
-        "synthetic_num_subjects": 4, "synthetic_images_per_subject": 4, "synthetic_num_test_images": 2,
-        "image_size": [64, 64], "backbone": "efficientnet-b0", "network_def#decoder_channels": [32, 16, 16, 8, 8],
-        "batch_size": 4, "max_epochs": 1,
-    },
-    "pathology_semisupervised_adversarial": {
-        "synthetic_num_labelled": 10, "synthetic_num_unlabelled": 4, "synthetic_tile_size": 64, "image_size": [64, 64],
-        "backbone": "resnet10", "aspp_channels": 8, "decoder_channels": 8, "critic_channels": [4, 4, 4, 4],
-        "batch_size": 2, "max_epochs": 1, "epoch_length": 2,
-    },
-    "xray_pneumothorax": {
-        "synthetic_num_images": 12, "synthetic_image_size": 64, "synthetic_num_test_images": 2,
-        "synthetic_positive_fraction": 0.5, "features": [4, 4, 8, 8, 16, 4], "swa_epochs": 0,
-        # a stage without a batch size keeps the loader (and the 2-iteration epoch): ProgressiveResizing
-        # rebuilds it, and sets the epoch length to its length, for a stage that names one
-        "stages": [{"epochs": 1, "spatial_size": [32, 32]}], "train#dataloader#batch_size": 4,
-    },
-    "generic_segmentation": {
-        "synthetic_num_cases": 6, "synthetic_num_test": 2, "pixdim": [6.0, 6.0, 6.0],
-        "network_def#channels": [4, 8, 16, 32], "network_def#strides": [2, 2, 2], "network_def#num_res_units": 0,
-        "critic_channels": [4, 8, 16], "split_fractions": [0.5, 0.17, 0.33], "num_samples": 1, "max_epochs": 1,
-    },
-}  # fmt: skip
-# MONAI's SupervisedTrainer (nerve, X-ray) autocasts on CUDA only: on a CPU these bundles need the package's
-# trainer, a config change (train#trainer#_target_) not made here (see AmpSupervisedTrainer)
-CPU_AMP_TARGET = {
-    name: "monai_gamble.engines.AmpSupervisedTrainer" for name in ("nerve_ultrasound_ems", "xray_pneumothorax")
-}
+# the bundles' tests' tiny settings (tests/bundles/test_*_bundle.py), as benchmarks/gpu_check.py runs them,
+# for one epoch (of 2 iterations for the pathology bundle, whose epoch is its own key)
+sys.path.insert(0, str(REPO / "benchmarks"))
+from gpu_check import TINY_TRAIN  # noqa: E402
+
+TINY = {name: {**values, "max_epochs": 1} for name, values in TINY_TRAIN.items()}
+TINY["pathology_semisupervised_adversarial"]["epoch_length"] = 2
 
 
 def bundle_trainer(name: str, tmp_path: Path, overrides: dict):
@@ -92,8 +66,6 @@ def trainer_loss(trainer) -> float:
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_every_bundle_trains_under_bfloat16_autocast_on_cpu(name, tmp_path):
     overrides = {**QUIET, **TINY[name], **BF16}
-    if name in CPU_AMP_TARGET:
-        overrides["train#trainer#_target_"] = CPU_AMP_TARGET[name]
     trainer = bundle_trainer(name, tmp_path, overrides)
     assert trainer.amp and trainer.amp_kwargs == {"dtype": torch.bfloat16}
     nets = {"segmenter": trainer.network}
@@ -126,8 +98,9 @@ def tiny_net() -> UNet:
 
 def test_monai_supervised_trainer_ignores_cpu_amp():
     """Why AmpSupervisedTrainer exists: MONAI 1.6.1 autocasts with ``torch.autocast("cuda")``, so on a
-    CPU ``amp=True`` trains in float32. When a MONAI release fixes this, this test fails: the nerve and
-    X-ray bundles' ``SupervisedTrainer`` then needs no replacement for CPU AMP."""
+    CPU ``amp=True`` trains in float32. When a MONAI release fixes this, this test fails: the bundles'
+    configs (nerve, X-ray, thyroid ``train_ce.json``, pathology ``train_supervised.json``) can then name
+    MONAI's ``SupervisedTrainer`` again."""
     net = tiny_net()
     seen = record_dtypes(net)
     trainer = SupervisedTrainer(

@@ -228,6 +228,17 @@ def test_tracking_off_attaches_nothing_and_creates_no_store(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("value, on", [(True, True), ("true", True), (False, False), ("False", False), ("off", False)])
+def test_mlflow_model_switch(value, on, tmp_path, monkeypatch):
+    """``--mlflow_model False`` (or the text ``false`` of a config): no MLflow Model at the end of training."""
+    monkeypatch.chdir(tmp_path)
+    net = torch.nn.Conv2d(1, 2, 1)
+    handler = MLflowRun(tracking_uri="none", model=net, mlflow_model=value)
+    assert (handler.model is net) is on
+    with pytest.raises(ValueError, match="mlflow_model must be true or false, got 'maybe'"):
+        MLflowRun(tracking_uri="none", model=net, mlflow_model="maybe")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
