@@ -117,10 +117,10 @@ class MLflowRun(MLFlowHandler):
       git checkout), ``device`` (with the GPU's name), ``world_size``, and any ``tags`` given (an evaluation
       passes the training run's id, :func:`monai_gamble.utils.training_run_of`).
 
-    At the end of a completed training run, when ``model`` is given (and ``mlflow_model`` is on), the segmenter with the weights of
-    ``model_checkpoint`` (the best checkpoint; ``model_key`` selects it in a checkpoint of several networks)
-    is logged as an **MLflow Model** ``model`` (``mlflow.pytorch.log_model``), with a tensor signature
-    ``(-1, C, -1, ...) float32`` (any batch and image size the network takes) and an input example of shape
+    At the end of a completed training run, when ``model`` is given and ``mlflow_model`` is on, the segmenter
+    with the weights of ``model_checkpoint`` (the best checkpoint; ``model_key`` selects it in a checkpoint of
+    several networks) is logged as an **MLflow Model** ``model`` (``mlflow.pytorch.log_model``), with a tensor
+    signature ``(-1, C, -1, ...) float32`` (any batch and image size the network takes) and an input example of shape
     ``(1, C, *image_size)``, so that::
 
         mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(image)  # (B, C, H, W) float32 in [0, 1]

@@ -31,3 +31,29 @@ def test_configs_name_public_targets_and_import_the_package(bundle):
         assert not attr.startswith("_"), target
         __import__(module)
         assert hasattr(sys.modules[module], attr), target
+
+
+# the outputs of an inference run, per bundle (the keys its inference.json defines)
+INFERENCE_OUTPUTS = ("prediction_dir", "submission_csv", "ensemble_weights_path")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_each_inference_run_writes_into_a_folder_of_its_own(bundle, tmp_path, monkeypatch):
+    """Two inference runs of one bundle folder: every output of each (masks, submission, ensemble weights)
+    lies in its own claimed ``eval/inference/<run>`` folder, so the second never replaces the first's."""
+    import shutil
+
+    from monai.bundle import ConfigParser
+
+    shutil.copytree(bundle / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)  # bundle_root "." and the %configs/train.json macros, as a user runs it
+    runs = []
+    for _ in range(2):
+        parser = ConfigParser()
+        parser.read_config("configs/inference.json")
+        paths = {k: Path(parser.get_parsed_content(k)) for k in INFERENCE_OUTPUTS if k in parser}
+        run_dir = Path(parser.get_parsed_content("inference_run_dir"))
+        assert run_dir.parent.resolve() == (tmp_path / "eval" / "inference").resolve() and run_dir.is_dir()
+        assert all(run_dir in p.parents for p in paths.values()), paths
+        runs.append(run_dir)
+    assert runs[0] != runs[1]

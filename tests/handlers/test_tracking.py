@@ -230,7 +230,8 @@ def test_tracking_off_attaches_nothing_and_creates_no_store(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("value, on", [(True, True), ("true", True), (False, False), ("False", False), ("off", False)])
 def test_mlflow_model_switch(value, on, tmp_path, monkeypatch):
-    """``--mlflow_model False`` (or the text ``false`` of a config): no MLflow Model at the end of training."""
+    """``mlflow_model`` off (``--mlflow_model False``, or the text ``off`` / ``False`` from a config): no MLflow
+    Model at the end of training; a value that is not a boolean is a clear error."""
     monkeypatch.chdir(tmp_path)
     net = torch.nn.Conv2d(1, 2, 1)
     handler = MLflowRun(tracking_uri="none", model=net, mlflow_model=value)

@@ -31,23 +31,20 @@ def has_image(cell):
     return any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
 
 
+def outputs(nb):
+    """``(index, output)`` of every output of every code cell of ``nb``."""
+    return [(i, o) for i, c in enumerate(nb.cells) if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
 def error_outputs(nb):
-    return [
-        f"cell {i}: {o.get('ename')}: {o.get('evalue')}"
-        for i, c in enumerate(nb.cells)
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
-        if o.output_type == "error"
-    ]
+    return [f"cell {i}: {o.get('ename')}: {o.get('evalue')}" for i, o in outputs(nb) if o.output_type == "error"]
 
 
 def figures_as_text(nb):
     """Figures shown as their repr (``<Figure size 470x570 with 1 Axes>``) instead of an image."""
     return [
         f"cell {i}: {o['data']['text/plain']}"
-        for i, c in enumerate(nb.cells)
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
+        for i, o in outputs(nb)
         if "image/png" not in o.get("data", {}) and str(o.get("data", {}).get("text/plain", "")).startswith("<Figure")
     ]
 
