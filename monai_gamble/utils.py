@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ __all__ = [
     "checkpoint_path",
     "cli_overrides",
     "dataset_digest",
+    "error_summary",
+    "install_error_summary",
     "file_lock",
     "git_commit",
     "merged_config",
@@ -514,6 +517,9 @@ def check_bundle_overrides(
     Returns:
         The override keys that were checked (empty when ``argv`` is not a bundle run).
 
+    A bundle run also gets :func:`install_error_summary`: an error of the package's checks met later
+    (a truncated image, a bad split) is shown last, as its own message, not under MONAI's wrappers.
+
     Raises:
         SystemExit: naming each unknown key with the closest ids (``difflib``), e.g.
             ``--max_epoch: the configs define no 'max_epoch'. Did you mean --max_epochs?``; for a value
@@ -529,6 +535,8 @@ def check_bundle_overrides(
     argv = list(sys.argv if argv is None else argv)
     if not _is_bundle_run(argv):
         return []
+    if argv is sys.argv or argv == sys.argv:
+        install_error_summary()
     options = _cli_options(argv[2:])
     if config is None:
         from monai.bundle import ConfigParser
@@ -574,6 +582,7 @@ def check_training_settings(
     batch_size: int | None = None,
     stages: Sequence[Any] | None = None,
     exit_on_error: bool = False,
+    image_size_key: str = "image_size",
 ) -> None:
     """Check a bundle's training settings before any work, with one line that names the key.
 
@@ -588,12 +597,16 @@ def check_training_settings(
     Args:
         exit_on_error: raise ``SystemExit`` with the message instead of ``ValueError`` (what the
             bundles' ``initialize`` does: one line, no traceback, before any work).
+        image_size_key: the bundle's key of ``image_size``, as the message names it (the generic
+            bundle's is ``patch_size``).
 
     Raises:
         ValueError: naming the key (``--num_classes``, ``--image_size``, ...) and what it must be.
     """
     try:
-        _check_training_settings(network, image_size, num_classes, val_interval, max_epochs, batch_size, stages)
+        _check_training_settings(
+            network, image_size, num_classes, val_interval, max_epochs, batch_size, stages, image_size_key
+        )
     except ValueError as e:
         if exit_on_error:
             raise SystemExit(f"Bad setting, nothing was run: {e}") from None
@@ -608,6 +621,7 @@ def _check_training_settings(
     max_epochs: int | None,
     batch_size: int | None,
     stages: Sequence[Any] | None,
+    image_size_key: str = "image_size",
 ) -> None:
     def whole(name: str, value: Any, minimum: int) -> None:
         if value is None:
@@ -639,7 +653,7 @@ def _check_training_settings(
                 raise ValueError(f"--stages: stage {i} ({stage!r}) is not valid: {e}") from e
             sizes.append((f"stages#{i}#spatial_size", s["spatial_size"]))
     if image_size is not None:
-        sizes.append(("image_size", image_size))
+        sizes.append((image_size_key, image_size))
     if network is None or not sizes:
         return
     conv = _first_conv(getattr(network, "module", network))
@@ -886,3 +900,134 @@ def announce_run(run_name: str) -> str:
 
     logging.getLogger("monai_gamble").info("run %s", run_name)
     return run_name
+
+
+#: set to 1 to print the whole traceback of an error that :func:`error_summary` shortens
+TRACEBACK_ENV = "MONAI_GAMBLE_TRACEBACK"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_TRACEBACK_HEAD = "Traceback (most recent call last):"
+
+
+def _raised_here(filename: str) -> bool:
+    """Whether a traceback frame's file lies in this package."""
+    try:
+        return Path(filename).resolve().is_relative_to(_PACKAGE_DIR)
+    except (OSError, ValueError):
+        return False
+
+
+def _worker_error(message: str) -> str | None:
+    """The innermost-raised error of this package in the text of an error that a ``DataLoader`` worker
+    passed on (torch re-raises it in the main process as ``Caught <Error> in DataLoader worker process
+    0.\\nOriginal Traceback (most recent call last): ...``, the worker's whole traceback as text)."""
+    if _TRACEBACK_HEAD not in message:
+        return None
+    # one section per exception of the worker's chain, the innermost first and the one raised last at the end
+    for section in reversed(message.split(_TRACEBACK_HEAD)[1:]):
+        lines = section.strip("\n").splitlines()
+        frames = [i for i, line in enumerate(lines) if line.lstrip().startswith('File "')]
+        if not frames:
+            continue
+        filename = lines[frames[-1]].split('"')[1]
+        if not _raised_here(filename):
+            continue
+        tail = [line for line in lines[frames[-1] + 1 :] if line and not line.startswith(" ")]
+        # the chain's separator ("The above exception was the direct cause ...") ends a section
+        tail = [line for line in tail if not line.startswith(("The above exception", "During handling"))]
+        if tail:
+            return "\n".join(tail)
+    return None
+
+
+def error_summary(error: BaseException) -> str | None:
+    """The message of the error that this package raised for a bad input, found in ``error``'s chain.
+
+    The package's checks raise errors written for the user (``cannot load the image file
+    data/image/1.PNG (CheckedPILReader): ... truncated``), but a bundle run shows them under MONAI's
+    and Ignite's wrappers (``RuntimeError: Failed to instantiate component
+    'monai.data.dataset.CacheDataset'``, ``RuntimeError: applying transform ...``) and a
+    ``DataLoader`` worker's re-raise, 100 lines of traceback with the one line that matters in the
+    middle. This walks ``error``, then its ``__cause__`` / ``__context__``, outermost first, and
+    returns ``"<Type>: <message>"`` of the first one whose last traceback frame lies in
+    ``monai_gamble`` (for a worker's re-raise, the first such error in the worker's traceback text).
+
+    Returns:
+        The line(s) to show, or None when no error of the chain was raised by this package (a bug or
+        a third-party failure: the whole traceback is what helps then).
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         as_bool("maybe", "--resume")
+        ...     except ValueError as e:
+        ...         raise RuntimeError("Failed to instantiate component 'monai_gamble.utils.as_bool'") from e
+        ... except RuntimeError as wrapped:
+        ...     print(error_summary(wrapped))
+        ValueError: --resume must be true or false, got 'maybe'.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        worker = _worker_error(str(current))
+        if worker is not None:
+            return worker
+        frames = traceback.extract_tb(current.__traceback__)
+        if frames and _raised_here(frames[-1].filename):
+            return f"{type(current).__name__}: {current}"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _join_pool_threads(timeout: float = 60.0) -> list[str]:
+    """Wait (up to ``timeout`` seconds in all) for the worker threads of ``multiprocessing`` thread
+    pools that are still running; return the names of those still alive after it.
+
+    MONAI's ``CacheDataset`` caches with a ``ThreadPool``: when one item fails, the error leaves the pool
+    while its other threads are still in PyTorch code. If the interpreter then exits, CPython (before
+    3.14) ends each such daemon thread with ``pthread_exit`` as it retakes the GIL, and that unwind
+    through PyTorch's C++ frames calls ``std::terminate``: ``terminate called without an active
+    exception``, exit code 134, after the error was printed. A terminated pool's threads finish
+    their current item and end, so waiting for them avoids it.
+    """
+    import threading
+    from multiprocessing.dummy import DummyProcess
+
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if isinstance(thread, DummyProcess) and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t in threading.enumerate() if isinstance(t, DummyProcess) and t.is_alive()]
+
+
+def install_error_summary() -> None:
+    """Show an error of this package's checks as its own message, last, instead of under MONAI's
+    wrappers (:func:`error_summary`); any other error keeps Python's whole traceback.
+
+    Installed as ``sys.excepthook`` by :func:`check_bundle_overrides`, the first call of every
+    bundle's ``initialize``, for ``python -m monai.bundle run`` only. The process still exits with
+    code 1; ``MONAI_GAMBLE_TRACEBACK=1`` prints the whole traceback above the message. The engines'
+    logs (MONAI's ``StatsHandler`` logs an exception with its traceback) are not changed.
+
+    Before anything is printed, the hook waits for the threads of a ``CacheDataset``'s caching pool
+    that are still running (:func:`_join_pool_threads`): exiting while they run PyTorch code aborts
+    the process (``terminate called without an active exception``, exit code 134) on CPython 3.11
+    to 3.13.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_monai_gamble", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        _join_pool_threads()  # an exit with pool threads in PyTorch code aborts (rc 134)
+        summary = error_summary(error) if isinstance(error, Exception) else None
+        if summary is None or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            previous(kind, error, tb)
+        if summary is not None:
+            print(
+                f"The run stopped on a checked error ({TRACEBACK_ENV}=1 prints the whole traceback):\n{summary}",
+                file=sys.stderr,
+            )
+
+    hook._monai_gamble = True  # type: ignore[attr-defined]
+    sys.excepthook = hook

@@ -129,3 +129,122 @@ def test_check_tracking_uri_fails_fast_on_an_unreachable_server():
         assert check_tracking_uri(uri) == uri
     finally:
         server.shutdown()
+
+
+class _Fails(torch.utils.data.Dataset):
+    """Raises a package error (as_bool's, raised in monai_gamble) under a foreign wrapper."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        from monai_gamble.utils import as_bool
+
+        try:
+            as_bool("maybe", "--resume")
+        except ValueError as e:
+            raise RuntimeError("applying transform <Foreign object>") from e
+
+
+def _raise_chained():
+    from monai_gamble.utils import as_bool
+
+    try:
+        try:
+            as_bool("maybe", "--resume")
+        except ValueError as e:
+            raise RuntimeError("applying transform <Foreign object>") from e
+    except RuntimeError as e:
+        raise RuntimeError("Failed to instantiate component 'monai.data.dataset.CacheDataset'") from e
+
+
+def test_error_summary_finds_the_package_error_under_foreign_wrappers():
+    from monai_gamble.utils import error_summary
+
+    with pytest.raises(RuntimeError) as info:
+        _raise_chained()
+    assert error_summary(info.value) == "ValueError: --resume must be true or false, got 'maybe'."
+    # an error raised outside the package (a bug, a third-party failure) keeps its traceback: no summary
+    try:
+        int("x")
+    except ValueError as e:
+        assert error_summary(e) is None
+    assert error_summary(RuntimeError("never raised")) is None
+
+
+def test_error_summary_reads_a_dataloader_workers_traceback_text():
+    """torch re-raises a worker's error in the main process with the worker's traceback as text."""
+    from monai_gamble.utils import error_summary
+
+    loader = torch.utils.data.DataLoader(_Fails(), num_workers=1)
+    with pytest.raises(RuntimeError, match="DataLoader worker") as info:
+        next(iter(loader))
+    assert error_summary(info.value) == "ValueError: --resume must be true or false, got 'maybe'."
+
+
+def test_installed_hook_prints_the_summary_last_and_keeps_other_tracebacks(monkeypatch, capsys):
+    import sys
+
+    from monai_gamble.utils import TRACEBACK_ENV, install_error_summary
+
+    seen = []
+    monkeypatch.setattr(sys, "excepthook", lambda *a: seen.append(a[0]))
+    install_error_summary()
+    install_error_summary()  # once only: the hook does not wrap itself
+    hook = sys.excepthook
+    with pytest.raises(RuntimeError) as info:
+        _raise_chained()
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    hook(RuntimeError, info.value, info.value.__traceback__)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert seen == [] and err[-1] == "ValueError: --resume must be true or false, got 'maybe'."
+    assert f"{TRACEBACK_ENV}=1" in err[0]
+    monkeypatch.setenv(TRACEBACK_ENV, "1")  # the whole traceback too, then the summary
+    hook(RuntimeError, info.value, info.value.__traceback__)
+    assert seen == [RuntimeError] and capsys.readouterr().err.strip().endswith("got 'maybe'.")
+    foreign = KeyError("x")
+    hook(KeyError, foreign, None)  # not the package's: Python's own hook, nothing added
+    assert seen == [RuntimeError, KeyError] and capsys.readouterr().err == ""
+
+
+ABORT_SCRIPT = """
+import sys, torch
+if sys.argv[1] == "hook":
+    from monai_gamble.utils import install_error_summary
+    install_error_summary()
+from monai.data import CacheDataset
+from monai.transforms import Lambda
+
+def load(x):
+    if x == 0:
+        raise ValueError("item 0 is broken")
+    a = torch.randn(300, 300)
+    for _ in range(200):  # the other caching threads are still in PyTorch code when item 0 fails
+        a = torch.tanh(a @ a)
+    return x
+
+CacheDataset(list(range(8)), transform=Lambda(load), num_workers=4, progress=False)
+"""
+
+
+def test_an_error_while_caching_exits_with_1_not_an_abort(tmp_path):
+    """CacheDataset's caching threads still run PyTorch code when one item fails; exiting then makes
+    CPython end them with pthread_exit through PyTorch's C++ frames: std::terminate, rc 134. The
+    installed hook waits for those threads first (the rc-134 abort of truncated files)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "abort.py"
+    script.write_text(ABORT_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+    def run(mode):
+        return subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env=env, timeout=300)
+
+    plain = run("plain")  # the reproduction: without the hook, the process aborts after the traceback
+    if sys.version_info < (3, 14):
+        assert plain.returncode in (134, -6) and "terminate called without an active exception" in plain.stderr
+    hooked = run("hook")
+    assert hooked.returncode == 1, hooked.stderr[-2000:]
+    assert "terminate called" not in hooked.stderr and "item 0 is broken" in hooked.stderr

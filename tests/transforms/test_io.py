@@ -33,6 +33,34 @@ def test_a_truncated_png_is_named(tmp_path):
         LoadImageNamedd(["image"], reader="PILReader", image_only=True)({"image": str(tmp_path / "cut.png")})
 
 
+def test_only_the_failing_file_is_named_when_the_reader_names_it(tmp_path):
+    from monai_gamble.data import CheckedPILReader
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "mask.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: int(0.6 * len(data))])
+    load = LoadImageNamedd(["image", "label"], reader=CheckedPILReader(), image_only=True)
+    with pytest.raises(ValueError, match=r"^cannot load the image file \S*cut.png \(CheckedPILReader\)") as info:
+        load({"image": str(tmp_path / "cut.png"), "label": str(tmp_path / "mask.png")})
+    assert "mask.png" not in str(info.value)
+
+
+def test_nan_or_inf_in_a_float_image_is_refused_with_its_file(tmp_path):
+    import nibabel as nib
+
+    volume = np.zeros((6, 5, 4), np.float32)
+    volume[1, 2, 3], volume[0, 0, 0] = np.nan, np.inf
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.float32), np.eye(4)), tmp_path / "ok.nii.gz")
+    load = LoadImageNamedd(["image"], reader="NibabelReader", image_only=True)
+    with pytest.raises(ValueError, match=r"the image file \S*ct.nii.gz holds 2 NaN or infinite value\(s\) of 120"):
+        load({"image": str(tmp_path / "ct.nii.gz")})
+    assert float(load({"image": str(tmp_path / "ok.nii.gz")})["image"].abs().sum()) == 0.0
+    unchecked = LoadImageNamedd(["image"], reader="NibabelReader", image_only=True, check_finite=False)
+    assert int(torch.isnan(unchecked({"image": str(tmp_path / "ct.nii.gz")})["image"]).sum()) == 1
+
+
 def _siim_dicom(realdata):
     files = sorted((realdata / "chest_xray_siim_pneumothorax").rglob("*.dcm"))
     if not files:
