@@ -50,6 +50,7 @@ __all__ = [
     "tracking_off",
     "latest_run",
     "new_run_name",
+    "publish_latest",
     "resume_checkpoint",
     "ddp_device_ids",
     "default_device",
@@ -270,6 +271,47 @@ def _claim_run_name(runs_dir: Path, parts: Sequence[object], resume: bool) -> st
             continue
         return name
     raise FileExistsError(f"could not claim a new run folder {base}_<n> in {runs_dir}.")  # pragma: no cover
+
+
+def publish_latest(run_dir: str | os.PathLike, name: str = "latest") -> Path:
+    """Point ``<parent of run_dir>/<name>`` at the finished run ``run_dir``: a relative symbolic link,
+    replaced atomically (a temporary link renamed over the old one), so that ``eval/inference/latest``
+    always opens the last inference run that finished, whole, while every run keeps its own folder.
+
+    Where links cannot be made (Windows without the privilege, a file system without them), or where
+    ``<name>`` is a real folder, it writes the run's folder name into ``<name>.txt`` instead. Under
+    ``torchrun`` only rank 0 writes.
+
+    Args:
+        run_dir: the run's folder (a folder claimed with :func:`new_run_name`).
+        name: the pointer's name in the parent folder.
+
+    Returns:
+        The pointer written (the link, or the text file).
+
+    Raises:
+        FileNotFoundError: if ``run_dir`` is not a folder.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"cannot point {name} at {run}: no such run folder.")
+    link = run.parent / name
+    if idist.get_rank() != 0:
+        return link
+    if not (link.exists() and not link.is_symlink()):
+        tmp = run.parent / f".{name}.{os.getpid()}.tmp"
+        try:
+            if tmp.is_symlink():
+                tmp.unlink()
+            os.symlink(run.name, tmp, target_is_directory=True)
+            os.replace(tmp, link)
+            return link
+        except OSError:
+            if tmp.is_symlink():
+                tmp.unlink()
+    text = run.parent / f"{name}.txt"
+    _replace_atomically(text, lambda handle: handle.write(f"{run.name}\n".encode()))
+    return text
 
 
 def latest_run(runs_dir: str | os.PathLike) -> Path:

@@ -248,3 +248,29 @@ def test_an_error_while_caching_exits_with_1_not_an_abort(tmp_path):
     hooked = run("hook")
     assert hooked.returncode == 1, hooked.stderr[-2000:]
     assert "terminate called" not in hooked.stderr and "item 0 is broken" in hooked.stderr
+
+
+def test_publish_latest_points_at_the_last_finished_run(tmp_path, monkeypatch):
+    import os
+
+    from monai_gamble.utils import new_run_name, publish_latest
+
+    runs = tmp_path / "eval" / "inference"
+    first = runs / new_run_name(runs, "infer")
+    second = runs / new_run_name(runs, "infer")
+    (first / "a.png").write_text("1")
+    (second / "b.png").write_text("2")
+    link = publish_latest(first)
+    assert link == runs / "latest" and link.is_symlink() and os.readlink(link) == first.name  # relative
+    assert publish_latest(second) == link and (link / "b.png").read_text() == "2"
+    assert sorted(p.name for p in runs.iterdir()) == sorted([first.name, second.name, "latest"])  # no temp left
+    with pytest.raises(FileNotFoundError, match="no such run folder"):
+        publish_latest(runs / "infer_missing")
+    # no symbolic links here: the run's name in latest.txt
+    monkeypatch.setattr(os, "symlink", lambda *a, **k: (_ for _ in ()).throw(OSError("not permitted")))
+    text = publish_latest(first, name="newest")
+    assert text == runs / "newest.txt" and text.read_text() == f"{first.name}\n"
+    assert not any(p.name.startswith(".newest") for p in runs.iterdir())
+    monkeypatch.undo()
+    (runs / "mine").mkdir()  # a real folder of that name is never replaced
+    assert publish_latest(second, name="mine") == runs / "mine.txt" and (runs / "mine").is_dir()

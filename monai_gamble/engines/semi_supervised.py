@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
+from monai.utils import min_version, optional_import
 from torch import nn
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
@@ -34,6 +35,12 @@ __all__ = [
     "correctness_target",
 ]
 
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+
+#: the unlabelled sampler's ``set_epoch`` is ``epoch * UNLABELED_PASS_STRIDE + pass``: unique per pass
+UNLABELED_PASS_STRIDE = 1_000_000
+
 
 class SemiSupervisedAdversarialTrainer(SegmenterCriticTrainer):
     """:class:`~monai_gamble.engines.SegmenterCriticTrainer` with an unsupervised phase on
@@ -49,9 +56,11 @@ class SemiSupervisedAdversarialTrainer(SegmenterCriticTrainer):
     fires after both phases: the unsupervised phase is the two-network engine's
     :meth:`~monai_gamble.engines.SegmenterCriticTrainer.extra_phases` hook.
 
-    - The unlabelled loader is cycled on its own: when it runs out it starts again (with
-      ``set_epoch`` on its sampler, for a ``DistributedSampler``); the epoch length is the labelled
-      loader's (or ``epoch_length``).
+    - The unlabelled loader starts a new pass at the start of every epoch and whenever it runs out
+      within one (with ``set_epoch`` on its sampler, for a ``DistributedSampler``: a number unique
+      to the epoch and the pass); the epoch length is the labelled loader's (or ``epoch_length``).
+      Epochs are then independent of one another, so that a run resumed from the checkpoint of an
+      epoch draws the same unlabelled batches as the run that was not interrupted.
     - The adversarial term of the unsupervised phase is on when the objective's
       ``lambda_unlabeled > 0`` and the supervised phase is adversarial (not during
       ``ce_only_epochs``); self-training is on from the (1-based, global) iteration
@@ -162,13 +171,13 @@ class SemiSupervisedAdversarialTrainer(SegmenterCriticTrainer):
         self.unlabeled_batches = int(unlabeled_batches)
         self.self_training_start_iteration = int(self_training_start_iteration)
         self._unlabeled_iter: Iterator | None = None
-        self._unlabeled_epoch = 0
+        self._unlabeled_pass = 0
+        self.add_event_handler(Events.EPOCH_STARTED, self.restart_unlabeled)
 
-    def run(self) -> None:  # type: ignore[override]
-        """Train (:meth:`SegmenterCriticTrainer.run`); the unlabelled loader starts from its beginning."""
+    def restart_unlabeled(self, engine: Engine | None = None) -> None:
+        """Start a new pass of the unlabelled loader with the next batch (at every epoch start)."""
         self._unlabeled_iter = None
-        self._unlabeled_epoch = 0
-        super().run()
+        self._unlabeled_pass = 0
 
     def next_unlabeled_batch(self) -> Any:
         """The next batch of the unlabelled loader, which restarts when it runs out."""
@@ -176,10 +185,10 @@ class SemiSupervisedAdversarialTrainer(SegmenterCriticTrainer):
             try:
                 return next(self._unlabeled_iter)
             except StopIteration:
-                self._unlabeled_epoch += 1
+                self._unlabeled_pass += 1
         sampler = getattr(self.unlabeled_data_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self._unlabeled_epoch)
+        if hasattr(sampler, "set_epoch"):  # unique per (epoch, pass): a DistributedSampler's shuffle seed
+            sampler.set_epoch(int(self.state.epoch) * UNLABELED_PASS_STRIDE + self._unlabeled_pass)
         self._unlabeled_iter = iter(self.unlabeled_data_loader)  # type: ignore[arg-type]
         try:
             return next(self._unlabeled_iter)

@@ -9,7 +9,7 @@
   ``LrScheduleHandler``\\ s, the state of every stateful handler of the trainer and of its validators
   (best-metric savers, early stopping, SWA, progressive resizing, stochastic TCE), the engines' best
   metrics and the random states (Python, NumPy, torch, and every random transform of the training
-  data). With ``resume_from`` it loads such a file when the run starts; on SIGTERM / Ctrl-C it stops at
+  data and of a semi-supervised trainer's unlabelled data). With ``resume_from`` it loads such a file when the run starts; on SIGTERM / Ctrl-C it stops at
   the end of the iteration, saves, and marks the MLflow run ``KILLED``; a crash marks it ``FAILED``;
   at the end it publishes the run's best model to a stable path (``models/model.pt``).
 
@@ -437,9 +437,10 @@ class TrainingCheckpoint:
                     objects[key] = obj
 
         add_handlers(engine, "")
-        loader = getattr(engine, "data_loader", None)
-        dataset = getattr(loader, "dataset", None)
-        objects["rng"] = RNGState(getattr(dataset, "transform", None))
+        # the random transforms of the training data, and of a semi-supervised trainer's unlabelled data
+        loaders = (getattr(engine, "data_loader", None), getattr(engine, "unlabeled_data_loader", None))
+        transforms = [getattr(getattr(loader, "dataset", None), "transform", None) for loader in loaders]
+        objects["rng"] = RNGState([t for t in transforms if t is not None] or None)
         return objects
 
     def attach(self, engine: Any) -> None:
@@ -480,6 +481,11 @@ class TrainingCheckpoint:
         state = checkpoint.get("state", {}) if isinstance(checkpoint, Mapping) else {}
         missing = sorted(set(self.objects) - set(state))
         unexpected = sorted(set(state) - set(self.objects))
+        if unexpected and idist.get_rank() > 0:
+            # rank 0 wrote the file, with the state of handlers that only rank 0 runs (the best-model
+            # savers of a torchrun job): the other ranks have nothing to load them into
+            logger.debug("rank %d: not loading %s (rank 0's handlers)", idist.get_rank(), unexpected)
+            unexpected = []
         if missing or unexpected:
             raise ValueError(
                 f"{path} was written by another configuration: this run has {missing} that the checkpoint "

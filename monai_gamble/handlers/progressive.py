@@ -227,8 +227,18 @@ class ProgressiveResizing:
         cached = _cached_transforms(dataset)
         return any(t is c for t in self.transforms for c in cached)
 
-    def _rebuild_loader(self, engine: Engine, batch_size: int | None) -> None:
+    def _rebuild_loader(self, engine: Engine, batch_size: int | None, keep_random_state: bool = False) -> None:
+        """Give ``engine`` a data loader like its own with ``batch_size``. With ``keep_random_state``,
+        the random states that building it changes (MONAI's ``DataLoader`` re-seeds the dataset's random
+        transforms and resets torch's generator) are put back before the engine takes it, so that its
+        iterator draws its seed from the states a resumed run restored."""
         loader = engine.state.dataloader
+        states = saved = None
+        if keep_random_state:
+            from .checkpoint import RNGState
+
+            states = RNGState(getattr(loader.dataset, "transform", None))
+            saved = states.state_dict()
         if not isinstance(loader, torch.utils.data.DataLoader):
             raise ValueError(
                 f"ProgressiveResizing needs a torch DataLoader to resize batches, got {type(loader).__name__}."
@@ -249,6 +259,8 @@ class ProgressiveResizing:
             prefetch_factor=loader.prefetch_factor,
             persistent_workers=loader.persistent_workers,
         )
+        if states is not None:
+            states.load_state_dict(saved)
         engine.set_data(new)
         engine.state.epoch_length = len(new)
         # Ignite's progress bar and MONAI's gradient accumulation take the index of an iteration in its
@@ -258,10 +270,21 @@ class ProgressiveResizing:
             engine.data_loader = new
 
     def epoch_started(self, engine: Engine) -> None:
-        """Switch to the stage of ``engine.state.epoch`` if it differs from the current one."""
-        index = self.stage_of(engine.state.epoch)
+        """Switch to the stage of ``engine.state.epoch`` if it differs from the current one.
+
+        A resumed run (``load_state_dict``, then its first epoch) does what the run that was not
+        interrupted did at that epoch, so that both draw the same random numbers: at a stage change it
+        rebuilds the data loader, as that run did (MONAI's ``DataLoader`` re-seeds the dataset's random
+        transforms and resets torch's generator when it is built); within a stage, it only applies the
+        stage's settings, and a loader rebuilt for the stage's ``batch_size`` keeps the random states
+        that the checkpoint restored.
+        """
+        epoch = engine.state.epoch
+        index = self.stage_of(epoch)
         if index == self.current:
             return
+        resumed = self.current is None and epoch > 1
+        changed = self.current is not None or (resumed and self.stage_of(epoch - 1) != index)
         stage = self.stages[index]
         size = stage["spatial_size"]
         for resizer in self._resizers:
@@ -270,15 +293,18 @@ class ProgressiveResizing:
         for dataset in self.datasets:
             if self._needs_recache(dataset):
                 dataset.set_data(dataset.data)
-        if "batch_size" in stage or self.current is not None:
+        if changed or (not resumed and "batch_size" in stage):
             self._rebuild_loader(engine, stage.get("batch_size"))
+        elif "batch_size" in stage:  # resumed within the stage: the loader as it was, random states kept
+            self._rebuild_loader(engine, stage.get("batch_size"), keep_random_state=True)
         if "accumulation_steps" in stage:
             engine.accumulation_steps = int(stage["accumulation_steps"])
         if "loss_function" in stage:
             engine.loss_function = stage["loss_function"]
         self.current = index
         batch = getattr(engine.state.dataloader, "batch_size", None)
-        self.history.append((engine.state.epoch, index, stage["spatial_size"], batch))
+        if not resumed or changed:  # the history holds the stage changes, as the uninterrupted run's does
+            self.history.append((engine.state.epoch, index, stage["spatial_size"], batch))
         if idist.get_rank() == 0:
             logger.info(
                 "progressive resizing: epoch %d, stage %d, size %s, batch %s, accumulation %s",

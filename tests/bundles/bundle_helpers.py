@@ -129,7 +129,10 @@ def assert_reproducible_run(client, run, bundle: Path, overrides: dict[str, str]
 
 def inference_run(bundle: Path) -> Path:
     """The one run folder of ``<bundle>/eval/inference`` (each inference run writes its predictions,
-    and its submission, into a folder of its own): asserts that there is exactly one."""
-    runs = sorted(p for p in (bundle / "eval" / "inference").iterdir() if p.is_dir())
+    and its submission, into a folder of its own): asserts that there is exactly one, and that
+    ``eval/inference/latest`` links to it."""
+    runs = sorted(p for p in (bundle / "eval" / "inference").iterdir() if p.is_dir() and not p.is_symlink())
     assert len(runs) == 1, runs
+    latest = bundle / "eval" / "inference" / "latest"
+    assert latest.is_symlink() and latest.resolve() == runs[0].resolve(), latest
     return runs[0]

@@ -340,9 +340,12 @@ def test_no_unsupervised_step_when_its_weight_and_self_training_are_off_or_unlab
 
 
 @pytest.mark.parametrize(
-    "n_unlabelled, expected", [(4, [100, 102, 100, 102, 100, 102]), (10, [100, 102, 104, 106, 108, 100])]
+    "n_unlabelled, expected", [(4, [100, 102, 100, 100, 102, 100]), (10, [100, 102, 104, 100, 102, 104])]
 )
 def test_loaders_of_different_lengths_cycle_the_unlabelled_one(n_unlabelled, expected):
+    """Within an epoch the unlabelled loader restarts when it runs out; every epoch starts a new pass
+    (so that an epoch's unlabelled batches do not depend on the epochs before it: a resumed run draws
+    the same)."""
     trainer = _trainer(labelled=6, unlabelled=n_unlabelled, epochs=2)
     seen = []
     orig = trainer.next_unlabeled_batch
@@ -356,6 +359,25 @@ def test_loaders_of_different_lengths_cycle_the_unlabelled_one(n_unlabelled, exp
     trainer.run()
     assert trainer.state.epoch_length == 3 and trainer.state.iteration == 6  # the labelled loader sets the epoch
     assert seen == expected
+
+
+def test_unlabelled_sampler_gets_an_epoch_unique_to_each_pass():
+    from monai_gamble.engines.semi_supervised import UNLABELED_PASS_STRIDE
+
+    trainer = _trainer(labelled=6, unlabelled=4, epochs=2)
+    calls = []
+
+    class Sampler(torch.utils.data.SequentialSampler):
+        def set_epoch(self, epoch):
+            calls.append(epoch)
+
+    loader = trainer.unlabeled_data_loader
+    trainer.unlabeled_data_loader = torch.utils.data.DataLoader(
+        loader.dataset, batch_size=loader.batch_size, sampler=Sampler(loader.dataset), collate_fn=loader.collate_fn
+    )
+    trainer.run()  # 3 iterations per epoch, 2 unlabelled batches per pass: passes 0, 1 in each epoch
+    s = UNLABELED_PASS_STRIDE
+    assert calls == [s, s + 1, 2 * s, 2 * s + 1]
 
 
 def test_model_completed_fires_once_after_the_unsupervised_phase():

@@ -270,6 +270,32 @@ def test_resume_errors_name_the_file_and_the_problem(tmp_path):
         TrainingCheckpoint(tmp_path, {"critic": None})
 
 
+def test_other_ranks_ignore_the_state_of_rank_0_only_handlers(tmp_path, monkeypatch):
+    """Under torchrun rank 0 writes last.pt with the state of handlers only it runs (best-model savers);
+    another rank resumes without them, and still refuses a checkpoint that lacks one of its own objects."""
+    from monai_gamble.handlers import checkpoint as module
+
+    trainer, *_ = _workflow(tmp_path, 2)
+    trainer.run()
+    last = tmp_path / "run" / "last.pt"
+    extra = tmp_path / "extra.pt"
+    state = torch.load(last, weights_only=True)
+    state["state"]["RankZeroSaver_0"] = {"saved": []}  # a handler that only rank 0 runs
+    torch.save(state, extra)
+    trainer, *_ = _workflow(tmp_path, 3, resume_from=extra)
+    with pytest.raises(ValueError, match=r"the checkpoint has \['RankZeroSaver_0'\]"):
+        trainer.run()  # rank 0: the same handlers, or another configuration
+    monkeypatch.setattr(module.idist, "get_rank", lambda: 1)
+    trainer, *_ = _workflow(tmp_path, 3, resume_from=extra)
+    trainer.run()
+    assert trainer.state.epoch == 3
+    state["state"].pop("StochasticWeightAveraging_0")
+    torch.save(state, extra)
+    trainer, *_ = _workflow(tmp_path, 3, resume_from=extra)
+    with pytest.raises(ValueError, match=r"this run has \['StochasticWeightAveraging_0'\]"):
+        trainer.run()
+
+
 def test_atomic_checkpoint_saver_replaces_by_rename(tmp_path):
     net = torch.nn.Linear(2, 1)
     saver = AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_filename="model.pt")
