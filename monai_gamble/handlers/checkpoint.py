@@ -9,8 +9,9 @@
   ``LrScheduleHandler``\\ s, the state of every stateful handler of the trainer and of its validators
   (best-metric savers, early stopping, SWA, progressive resizing, stochastic TCE), the engines' best
   metrics and the random states (Python, NumPy, torch, and every random transform of the training
-  data and of a semi-supervised trainer's unlabelled data). With ``resume_from`` it loads such a file when the run starts; on SIGTERM / Ctrl-C it stops at
-  the end of the iteration, saves, and marks the MLflow run ``KILLED``; a crash marks it ``FAILED``;
+  data and of a semi-supervised trainer's unlabelled data). With ``resume_from`` it loads such a
+  file when the run starts; on SIGTERM / Ctrl-C it stops at the end of the iteration, saves, and
+  marks the MLflow run ``KILLED``; a crash marks it ``FAILED``;
   at the end it publishes the run's best model to a stable path (``models/model.pt``).
 
 A resumed run on the CPU with the same settings and one thread ends with the same weights, bit for
