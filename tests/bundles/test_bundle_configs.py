@@ -36,6 +36,7 @@ NOT_KEYS = {
     "config_file": "monai.bundle run's own argument",
     "nproc_per_node": "torchrun's argument",
     "config": "python -m monai_gamble.study's argument",
+    "summarize": "python -m monai_gamble.study's --summarize-only",
     "tracking": "monai.bundle run's own --tracking option",
     "backend": "mlflow ui's --backend-store-uri",
     # names that are not keys
