@@ -10,6 +10,7 @@ study on any dataset the bundle reads::
     python -m monai_gamble.study --config study.json            # runs, resumes, summarises
     python -m monai_gamble.study --config study.json --summarize-only
     python -m monai_gamble.study --config study.json --override dataset_dir=/data/ddti
+    python -m monai_gamble.study --config study.json --seeds 1,2     # a part of the grid (another process)
 
 A study config (JSON) names the bundle, the grid and the overrides applied to every run::
 
@@ -55,7 +56,7 @@ from .config import (
 )
 from .figures import critic_maps, fig2, metric_figures
 from .paired import paired_comparison
-from .runner import run_one, run_study, run_workflow
+from .runner import run_one, run_study, run_workflow, select_cells
 from .summary import paired_rows, summarize_study
 from .tables import DISPLAY_NAMES, TABLE_METRICS, display_name, format_cell, paired_table, study_tables
 from .tracking import finish_run, mlflow_client, parent_run, start_child_run
@@ -88,6 +89,7 @@ __all__ = [
     "run_one",
     "run_study",
     "run_workflow",
+    "select_cells",
     "start_child_run",
     "study_tables",
     "summarize_study",

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from .config import StudyConfig
 from .summary import summarize_study
 from .tracking import finish_run, mlflow_client, parent_run, start_child_run
 
-__all__ = ["run_one", "run_study", "run_workflow"]
+__all__ = ["run_one", "run_study", "run_workflow", "select_cells"]
 
 
 def run_workflow(config: StudyConfig, files: list[str], overrides: dict[str, Any]) -> None:
@@ -80,34 +81,83 @@ def run_one(config: StudyConfig, method: str, architecture: str, seed: int, pare
     return done
 
 
-def run_study(config: StudyConfig, resume: bool = True, log: Any = print) -> dict[str, Any]:
-    """Run every (method, architecture, seed) of ``config`` not finished yet, then summarise.
+def select_cells(
+    config: StudyConfig,
+    methods: Sequence[str] | None = None,
+    architectures: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[tuple[str, str, int]]:
+    """The (method, architecture, seed) cells of ``config.grid`` whose method is in ``methods``, architecture
+    in ``architectures`` and seed in ``seeds`` (None: any), in the grid's run order.
+
+    A part of a grid, to run it in several processes at once (one per core or per GPU, each on other
+    cells: ``--seeds 0`` in one shell, ``--seeds 1,2`` in another) or to run one cell again.
+
+    Raises:
+        ValueError: naming a method, architecture or seed that the study does not have.
+    """
+    chosen = {"methods": methods, "architectures": architectures, "seeds": seeds}
+    for key, values in chosen.items():
+        if values is None:
+            continue
+        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"{key} must be a non-empty list, got {values!r}.")
+        unknown = [v for v in values if v not in getattr(config, key)]
+        if unknown:
+            raise ValueError(
+                f"{key} {unknown} are not in the study {config.name!r}, whose {key} are {getattr(config, key)}."
+            )
+    return [
+        (m, a, s)
+        for m, a, s in config.grid
+        if (methods is None or m in methods)
+        and (architectures is None or a in architectures)
+        and (seeds is None or s in seeds)
+    ]
+
+
+def run_study(
+    config: StudyConfig,
+    resume: bool = True,
+    log: Any = print,
+    cells: Sequence[tuple[str, str, int]] | None = None,
+) -> dict[str, Any]:
+    """Run every (method, architecture, seed) of ``config`` (or of ``cells``) not finished yet, then
+    summarise all finished cells of the grid.
 
     Args:
         config: the study.
         resume: skip the runs that left a ``done.json`` (False: run them again).
         log: where progress lines go (``print`` by default; None for silence).
+        cells: the part of the grid to run (:func:`select_cells`); None: the whole grid. The tables,
+            ``timings.json`` and the parent run's state cover every finished cell of the grid, also those
+            that another process ran.
 
     Returns:
-        :func:`~monai_gamble.study.summarize_study`'s result, plus ``"timings"``: ``done.json`` of every run.
+        :func:`~monai_gamble.study.summarize_study`'s result, plus ``"timings"``: ``done.json`` of every
+        finished cell of the grid.
+
+    Raises:
+        ValueError: for a cell that is not in the grid.
     """
     log = log or (lambda *a, **k: None)
+    grid = config.grid
+    todo = grid if cells is None else [tuple(c) for c in cells]
+    if outside := [c for c in todo if c not in grid]:
+        raise ValueError(f"cells {outside} are not in the grid of the study {config.name!r}.")
     config.output_dir.mkdir(parents=True, exist_ok=True)
     parent = parent_run(config)
-    timings = []
-    grid = config.grid
-    for i, (method, arch, seed) in enumerate(grid, start=1):
-        head = f"[{i}/{len(grid)}] {method} / {arch} / seed {seed}"
+    for i, (method, arch, seed) in enumerate(todo, start=1):
+        head = f"[{i}/{len(todo)}] {method} / {arch} / seed {seed}"
         done_file = config.run_dir(method, arch, seed) / "done.json"
         if resume and done_file.is_file():
             log(f"{head}: done before, skipped", flush=True)
-            timings.append(json.loads(done_file.read_text()))
             continue
         log(f"{head}: training and evaluating ...", flush=True)
         done = run_one(config, method, arch, seed, parent_run_id=parent)
         log(f"{head}: {done['train_seconds']:.0f} s training, {done['evaluate_seconds']:.0f} s evaluation", flush=True)
-        timings.append(done)
     summary = summarize_study(config)
+    timings = [json.loads((config.run_dir(*c) / "done.json").read_text()) for c in grid if config.is_done(*c)]
     total = sum(d["train_seconds"] + d["evaluate_seconds"] for d in timings)
     timings_path = config.output_dir / "timings.json"
     timings_path.write_text(json.dumps({"total_seconds": round(total, 1), "runs": timings}, indent=1))
@@ -115,7 +165,7 @@ def run_study(config: StudyConfig, resume: bool = True, log: Any = print) -> dic
     for path in [*summary["files"], timings_path]:
         client.log_artifact(parent, str(path), artifact_path="study")
     client.log_metric(parent, "total_run_seconds", total)
-    if all((config.run_dir(m, a, s) / "done.json").is_file() for m, a, s in grid):
+    if all(config.is_done(*c) for c in grid):
         client.set_terminated(parent, "FINISHED")
     log(summary["tables"], flush=True)
     log(

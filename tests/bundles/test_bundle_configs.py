@@ -37,6 +37,9 @@ NOT_KEYS = {
     "nproc_per_node": "torchrun's argument",
     "config": "python -m monai_gamble.study's argument",
     "summarize": "python -m monai_gamble.study's --summarize-only",
+    "methods": "python -m monai_gamble.study's --methods (a part of the grid)",
+    "architectures": "python -m monai_gamble.study's --architectures (a part of the grid)",
+    "seeds": "python -m monai_gamble.study's --seeds (a part of the grid)",
     "tracking": "monai.bundle run's own --tracking option",
     "backend": "mlflow ui's --backend-store-uri",
     # names that are not keys

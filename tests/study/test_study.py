@@ -115,6 +115,61 @@ def test_bad_study_configs(tmp_path, bundle):
         main(["--config", str(write_config(tmp_path, bundle, methods=["nope"]))])
 
 
+def test_a_part_of_the_grid_runs_and_the_summary_covers_every_finished_cell(tmp_path, bundle, monkeypatch, capsys):
+    import monai_gamble.study.runner as runner
+    from monai_gamble.study import select_cells
+
+    config = load_study_config(write_config(tmp_path, bundle, seeds=[0, 1, 2]))
+    assert select_cells(config) == config.grid and len(config.grid) == 6
+    assert select_cells(config, seeds=[2, 0]) == [("ce", "unet", 0), ("ce", "unet", 2), ("gambling", "unet", 0),
+                                                  ("gambling", "unet", 2)]  # fmt: skip
+    assert select_cells(config, methods=["gambling"], seeds=[1]) == [("gambling", "unet", 1)]
+    with pytest.raises(ValueError, match=r"seeds \[5\] are not in the study 'tiny_study', whose seeds are \[0, 1, 2\]"):
+        select_cells(config, seeds=[5])
+    with pytest.raises(ValueError, match=r"methods \['focal'\] are not in the study"):
+        select_cells(config, methods=["focal"])
+    with pytest.raises(ValueError, match="methods must be a non-empty list"):
+        select_cells(config, methods="ce")
+    with pytest.raises(ValueError, match="not in the grid"):
+        run_study(config, cells=[("ce", "pspnet", 0)], log=None)
+
+    ran = []
+
+    def fake_run_one(config, method, arch, seed, parent_run_id=None):  # a cell without training
+        ran.append((method, arch, seed))
+        done = {"method": method, "architecture": arch, "seed": seed, "train_seconds": 1.0, "evaluate_seconds": 0.5}
+        config.run_dir(method, arch, seed).mkdir(parents=True, exist_ok=True)
+        (config.run_dir(method, arch, seed) / "done.json").write_text(json.dumps(done))
+        return done
+
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    monkeypatch.setattr(runner, "summarize_study", lambda config: {"tables": "", "files": []})
+    fake_run_one(config, "ce", "unet", 1)  # a cell that another process finished
+    ran.clear()
+    result = run_study(config, cells=select_cells(config, seeds=[0]), log=None)
+    assert ran == [("ce", "unet", 0), ("gambling", "unet", 0)]  # only the chosen cells run
+    assert [(d["method"], d["seed"]) for d in result["timings"]] == [("ce", 0), ("ce", 1), ("gambling", 0)]
+    timings = json.loads((config.output_dir / "timings.json").read_text())
+    assert timings["total_seconds"] == 4.5 and len(timings["runs"]) == 3
+    import mlflow
+
+    client = mlflow.MlflowClient(config.tracking_uri)
+    exp = client.get_experiment_by_name("tiny_study")
+    parent = client.search_runs([exp.experiment_id], filter_string="tags.study_parent = 'true'")[0]
+    assert parent.info.status == "RUNNING"  # the grid is not complete yet
+    ran.clear()
+    main(["--config", str(config_path := tmp_path / "study.json"), "--seeds", "1,2", "--methods", "gambling"])
+    assert ran == [("gambling", "unet", 1), ("gambling", "unet", 2)]
+    main(["--config", str(config_path), "--seeds", "2"])  # gambling seed 2 is done: only CE's runs
+    assert ran[2:] == [("ce", "unet", 2)]
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"  # every cell of the grid has finished, in whichever process
+    for bad, message in ((["--seeds", "one"], "--seeds takes integers"), (["--methods", "focal"], "not in the study")):
+        with pytest.raises(SystemExit):
+            main(["--config", str(config_path), *bad])
+        assert message in capsys.readouterr().err
+
+
 def test_summarize_without_runs_is_a_clear_error(tmp_path, bundle):
     config = load_study_config(write_config(tmp_path, bundle))
     with pytest.raises(FileNotFoundError, match="run the study first"):
