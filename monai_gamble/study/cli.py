@@ -76,6 +76,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m monai_gamble.
             changes["overrides"] = {**raw.get("overrides", {}), **extra}
         config = load_study_config(args.config, **changes)
         cells = select_cells(config, args.methods, args.architectures, args.seeds)
+        if args.summarize_only and cells != config.grid:
+            raise ValueError(
+                "--summarize-only summarises every finished cell of the grid: drop --methods, --architectures "
+                "and --seeds, or make a study config of that part."
+            )
     except (ValueError, OSError) as e:
         parser.error(str(e))
     if args.summarize_only:

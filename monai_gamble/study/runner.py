@@ -9,6 +9,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from filelock import FileLock
+
 from .config import StudyConfig
 from .summary import summarize_study
 from .tracking import finish_run, mlflow_client, parent_run, start_child_run
@@ -146,7 +148,11 @@ def run_study(
     if outside := [c for c in todo if c not in grid]:
         raise ValueError(f"cells {outside} are not in the grid of the study {config.name!r}.")
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    parent = parent_run(config)
+    # processes that share a study (other cells each) create the MLflow store, the experiment and the
+    # parent run, and write the summary, one at a time: sqlite's first migration and two parents race
+    lock = FileLock(config.output_dir / ".study.lock")
+    with lock:
+        parent = parent_run(config)
     for i, (method, arch, seed) in enumerate(todo, start=1):
         head = f"[{i}/{len(todo)}] {method} / {arch} / seed {seed}"
         done_file = config.run_dir(method, arch, seed) / "done.json"
@@ -156,6 +162,20 @@ def run_study(
         log(f"{head}: training and evaluating ...", flush=True)
         done = run_one(config, method, arch, seed, parent_run_id=parent)
         log(f"{head}: {done['train_seconds']:.0f} s training, {done['evaluate_seconds']:.0f} s evaluation", flush=True)
+    with lock:
+        summary, timings = _summarize_and_log(config, parent)
+    log(summary["tables"], flush=True)
+    log(
+        f"\nTables, CSV and figures in {config.output_dir}; MLflow: {config.tracking_uri} (experiment {config.name})",
+        flush=True,
+    )
+    return {**summary, "timings": timings}
+
+
+def _summarize_and_log(config: StudyConfig, parent: str) -> tuple[dict[str, Any], list[dict]]:
+    """Summarise every finished cell of the grid, write ``timings.json``, log them all to the parent run
+    and mark it ``FINISHED`` once the grid is complete; returns the summary and the cells' ``done.json``."""
+    grid = config.grid
     summary = summarize_study(config)
     timings = [json.loads((config.run_dir(*c) / "done.json").read_text()) for c in grid if config.is_done(*c)]
     total = sum(d["train_seconds"] + d["evaluate_seconds"] for d in timings)
@@ -167,9 +187,4 @@ def run_study(
     client.log_metric(parent, "total_run_seconds", total)
     if all(config.is_done(*c) for c in grid):
         client.set_terminated(parent, "FINISHED")
-    log(summary["tables"], flush=True)
-    log(
-        f"\nTables, CSV and figures in {config.output_dir}; MLflow: {config.tracking_uri} (experiment {config.name})",
-        flush=True,
-    )
-    return {**summary, "timings": timings}
+    return summary, timings

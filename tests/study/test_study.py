@@ -164,10 +164,38 @@ def test_a_part_of_the_grid_runs_and_the_summary_covers_every_finished_cell(tmp_
     assert ran[2:] == [("ce", "unet", 2)]
     parent = client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED"  # every cell of the grid has finished, in whichever process
-    for bad, message in ((["--seeds", "one"], "--seeds takes integers"), (["--methods", "focal"], "not in the study")):
+    for bad, message in ((["--seeds", "one"], "--seeds takes integers"), (["--methods", "focal"], "not in the study"),
+                         (["--seeds", "0", "--summarize-only"], "--summarize-only summarises every finished cell")):  # fmt: skip
         with pytest.raises(SystemExit):
             main(["--config", str(config_path), *bad])
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_new_study(tmp_path, bundle):
+    """Two processes started together on other seeds of a study with no MLflow store yet: one store, one
+    parent run, every cell (without the lock, sqlite's first migration raced: duplicate column name)."""
+    import os
+    import subprocess
+    import sys
+
+    import mlflow
+
+    path = write_config(tmp_path, bundle)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, "-m", "monai_gamble.study", "--config", str(path), "--seeds"]
+    procs = [subprocess.Popen([*cmd, s], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for s in ("0", "1")]  # fmt: skip
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
+    config = load_study_config(path)
+    assert all(config.is_done(*c) for c in config.grid)
+    client = mlflow.MlflowClient(config.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny_study").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("study_parent") == "true"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(runs) == 1 + 2 * 4
+    assert "| 2 |" in (config.output_dir / "tables.md").read_text()  # both seeds in the last summary
 
 
 def test_summarize_without_runs_is_a_clear_error(tmp_path, bundle):
