@@ -56,6 +56,7 @@ __all__ = [
     "default_device",
     "default_tracking_uri",
     "init_distributed",
+    "finish_distributed",
     "join_name",
     "lr_scheduler",
     "timestamped_name",
@@ -89,6 +90,21 @@ def init_distributed() -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(default_device())
     idist.sync()
+
+
+def finish_distributed() -> None:
+    """Leave the process group, if one was joined: a barrier first, so that every rank has finished
+    its last collective (the final all-reduce of a metric, the checkpoint rank 0 writes) before any
+    rank tears Gloo or NCCL down. Without it a rank that reaches ``destroy_process_group`` first can
+    take the communicator away from one still inside a collective, and the slower rank aborts at
+    exit (``terminate called without an active exception``) after a run that otherwise succeeded.
+    A no-op without ``torch.distributed`` or outside a process group (single-process runs)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def join_name(*parts: object, sep: str = "_") -> str:

@@ -1,6 +1,9 @@
 """The workflow helpers that the bundle configs call (monai_gamble.utils)."""
 
 import re
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ from monai_gamble.utils import (
     ddp_device_ids,
     default_device,
     default_tracking_uri,
+    finish_distributed,
     join_name,
     lr_scheduler,
     timestamped_name,
@@ -274,3 +278,42 @@ def test_publish_latest_points_at_the_last_finished_run(tmp_path, monkeypatch):
     monkeypatch.undo()
     (runs / "mine").mkdir()  # a real folder of that name is never replaced
     assert publish_latest(second, name="mine") == runs / "mine.txt" and (runs / "mine").is_dir()
+
+
+FINISH_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import torch.distributed as dist
+    from monai_gamble.utils import finish_distributed
+
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    marker = os.path.join(sys.argv[1], "rank1_done")
+    if rank == 1:
+        time.sleep(2.0)  # the slow rank: still busy when rank 0 finishes
+        open(marker, "w").close()
+    finish_distributed()
+    assert not dist.is_initialized()
+    if rank == 0:
+        open(os.path.join(sys.argv[1], "rank0_saw"), "w").write(str(os.path.exists(marker)))
+    """
+)
+
+
+def test_finish_distributed_is_a_no_op_outside_a_process_group():
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()
+    finish_distributed()  # single-process runs call it from their finalize too
+    assert not dist.is_initialized()
+
+
+@pytest.mark.slow
+def test_finish_distributed_waits_for_every_rank_before_leaving(tmp_path):
+    script = tmp_path / "finish.py"
+    script.write_text(FINISH_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(script)]
+    done = subprocess.run([*cmd, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # rank 0 left only after the slow rank 1 had reached finish_distributed (the barrier)
+    assert (tmp_path / "rank0_saw").read_text() == "True"
