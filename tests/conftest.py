@@ -2,6 +2,8 @@
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +34,26 @@ def _folder_digest(folder: Path) -> str:
 def digest() -> Callable[[Path], str]:
     """``digest(folder)``: a SHA-256 of every file's relative path and bytes (same bytes, same digest)."""
     return _folder_digest
+
+
+def _torchrun(script: str, folder: Path, nproc: int = 2, timeout: int = 300) -> None:
+    """Write ``script`` to ``folder/script.py`` and run it in ``nproc`` processes with ``torchrun``
+    (``python -m torch.distributed.run --standalone``), ``folder`` as its one argument.
+
+    Raises:
+        AssertionError: with the tail of stderr when the launch fails.
+    """
+    path = folder / "script.py"
+    path.write_text(script)
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone", str(path)]
+    done = subprocess.run([*cmd, str(folder)], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def torchrun() -> Callable[..., None]:
+    """``torchrun(script, folder, nproc=2)``: run a Python script in ``nproc`` processes (see :func:`_torchrun`)."""
+    return _torchrun
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -187,8 +187,6 @@ def test_error_summary_reads_a_dataloader_workers_traceback_text():
 
 
 def test_installed_hook_prints_the_summary_last_and_keeps_other_tracebacks(monkeypatch, capsys):
-    import sys
-
     from monai_gamble.utils import TRACEBACK_ENV, install_error_summary
 
     seen = []
@@ -236,8 +234,6 @@ def test_an_error_while_caching_exits_with_1_not_an_abort(tmp_path):
     CPython end them with pthread_exit through PyTorch's C++ frames: std::terminate, rc 134. The
     installed hook waits for those threads first (the rc-134 abort of truncated files)."""
     import os
-    import subprocess
-    import sys
 
     script = tmp_path / "abort.py"
     script.write_text(ABORT_SCRIPT)
@@ -309,11 +305,7 @@ def test_finish_distributed_is_a_no_op_outside_a_process_group():
 
 
 @pytest.mark.slow
-def test_finish_distributed_waits_for_every_rank_before_leaving(tmp_path):
-    script = tmp_path / "finish.py"
-    script.write_text(FINISH_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(script)]
-    done = subprocess.run([*cmd, str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_finish_distributed_waits_for_every_rank_before_leaving(tmp_path, torchrun):
+    torchrun(FINISH_SCRIPT, tmp_path)
     # rank 0 left only after the slow rank 1 had reached finish_distributed (the barrier)
     assert (tmp_path / "rank0_saw").read_text() == "True"

@@ -1,7 +1,5 @@
 import json
 import math
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -314,12 +312,8 @@ DDP_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_processes_keep_the_same_weights(tmp_path):
-    script = tmp_path / "ddp.py"
-    script.write_text(DDP_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(script)]
-    done = subprocess.run([*cmd, str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_two_processes_keep_the_same_weights(tmp_path, torchrun):
+    torchrun(DDP_SCRIPT, tmp_path)
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert r0["classes"] == r1["classes"] and len(r0["classes"]) == 20  # the same class draws
     np.testing.assert_allclose(r0["weights"], r1["weights"], rtol=1e-12)  # kept equal by the all-reduce
